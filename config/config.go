@@ -1,0 +1,248 @@
+// Package config loads and validates gateway.yaml: env expansion, strict
+// decoding, defaults and validation that names the key path and line of
+// every problem (DESIGN.md section 4).
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole gateway.yaml tree. Zero values are replaced by the
+// defaults stated in each field's comment.
+type Config struct {
+	// Listen is the address the server binds. Default 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// MaxBodyBytes caps request bodies. Default 8 MiB.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// ShutdownTimeout bounds how long in-flight requests may run after SIGTERM. Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Auth            Auth          `yaml:"auth"`
+	Store           Store         `yaml:"store"`
+	Lock            Lock          `yaml:"lock"`
+	Dedupe          Dedupe        `yaml:"dedupe"`
+	Log             Log           `yaml:"log"`
+	// Providers by name; the name is used in routes and metric labels.
+	Providers map[string]*Provider `yaml:"providers"`
+	// Routes in match order; model "*" matches any model.
+	Routes []*Route `yaml:"routes"`
+	// Pricing per upstream model name, for the cost metrics. Optional.
+	Pricing map[string]Price `yaml:"pricing"`
+
+	// Path is the file the config was loaded from (not a YAML key).
+	Path string `yaml:"-"`
+
+	// lines maps key paths to their line in Path, for Validate's messages.
+	lines map[string]int
+}
+
+// Auth configures client authentication.
+type Auth struct {
+	// Mode is keys (default) or none.
+	Mode string `yaml:"mode"`
+	// Keys map bearer keys to tenants.
+	Keys []ClientKey `yaml:"keys"`
+	// AdminKey guards /admin/*. Empty disables the admin API.
+	AdminKey string `yaml:"admin_key"`
+}
+
+// ClientKey maps one bearer key (given raw or as its sha256 hex) to a tenant.
+type ClientKey struct {
+	Tenant string `yaml:"tenant"`
+	Key    string `yaml:"key"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// Store selects the durable record store.
+type Store struct {
+	// Kind is embedded (default) or postgres.
+	Kind string `yaml:"kind"`
+	// Path of the embedded store file. Default ./data/gateway.db.
+	Path string `yaml:"path"`
+	// URL of the Postgres database (kind postgres).
+	URL string `yaml:"url"`
+	// Migrate is auto (default) or manual.
+	Migrate string `yaml:"migrate"`
+}
+
+// Lock selects the lock and signalling backend.
+type Lock struct {
+	// Kind is local (default) or redis.
+	Kind  string `yaml:"kind"`
+	Redis Redis  `yaml:"redis"`
+}
+
+// Redis configures the go-redis UniversalClient.
+type Redis struct {
+	// Addrs default to [127.0.0.1:6379].
+	Addrs []string `yaml:"addrs"`
+	// MasterName selects Sentinel mode when set.
+	MasterName string `yaml:"master_name"`
+	Password   string `yaml:"password"`
+	DB         int    `yaml:"db"`
+	// KeyPrefix prefixes every Redis key. Default "gw:".
+	KeyPrefix string `yaml:"key_prefix"`
+}
+
+// Dedupe configures idempotency (DESIGN.md section 2).
+type Dedupe struct {
+	// Enabled defaults to true.
+	Enabled *bool `yaml:"enabled"`
+	// Derive is body (default), retries or off.
+	Derive string `yaml:"derive"`
+	// DeriveFields restricts the derived key to these top-level fields; empty = whole body.
+	DeriveFields []string `yaml:"derive_fields"`
+	// DeriveWindow buckets derived keys in time. Default 10m.
+	DeriveWindow time.Duration `yaml:"derive_window"`
+	// RequireKey rejects requests without Idempotency-Key. Default false.
+	RequireKey bool `yaml:"require_key"`
+	// KeyTTL is how long finished tasks are kept. Default 24h.
+	KeyTTL time.Duration `yaml:"key_ttl"`
+	// Lease is the leader's lease, renewed every Lease/3. Default 30s.
+	Lease time.Duration `yaml:"lease"`
+	// MaxProcessing caps a task's life. Default 10m.
+	MaxProcessing time.Duration `yaml:"max_processing"`
+	// OnInProgress is wait (default) or reject.
+	OnInProgress string `yaml:"on_in_progress"`
+	// WaitTimeout bounds how long a duplicate waits for the leader. Default 120s.
+	WaitTimeout time.Duration `yaml:"wait_timeout"`
+	// OnStoreError is fail (default) or open.
+	OnStoreError string `yaml:"on_store_error"`
+	// DetachOnDisconnect keeps reading the upstream after the client left. Default true.
+	DetachOnDisconnect *bool `yaml:"detach_on_disconnect"`
+	// MaxRecordBytes caps one stored response or stream transcript. Default 4 MiB.
+	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// ReapInterval is how often the background reaper runs. Default 1m.
+	ReapInterval time.Duration `yaml:"reap_interval"`
+	// ReapBatch is how many rows one reaper statement touches. Default 500.
+	ReapBatch int `yaml:"reap_batch"`
+}
+
+// Log configures the request log.
+type Log struct {
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+	// Format is json (default) or text.
+	Format string `yaml:"format"`
+}
+
+// Provider is one upstream API.
+type Provider struct {
+	// Kind is openai (default): any OpenAI-compatible API.
+	Kind string `yaml:"kind"`
+	// BaseURL such as https://api.openai.com/v1 (http is allowed).
+	BaseURL string `yaml:"base_url"`
+	// APIKey is sent as Bearer; empty is a start-up warning and an error for requests routed here.
+	APIKey string `yaml:"api_key"`
+	// Timeout bounds a whole attempt. Default 60s.
+	Timeout time.Duration `yaml:"timeout"`
+	// FirstByteTimeout bounds the wait for the first response byte. Default 30s.
+	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
+	// MaxConns caps connections to this provider. Default 512.
+	MaxConns int `yaml:"max_conns"`
+
+	// Name is the map key (not a YAML key).
+	Name string `yaml:"-"`
+}
+
+// Route maps a client model name to an ordered list of targets.
+type Route struct {
+	// Model is what clients send as "model"; "*" matches any.
+	Model string `yaml:"model"`
+	// FallbackOn lists failures that move to the next target:
+	// connect, timeout, 429, 5xx, or a specific status. Default [connect, timeout, 429, 5xx].
+	FallbackOn []string `yaml:"fallback_on"`
+	Targets    []Target `yaml:"targets"`
+}
+
+// Target is one provider (and optional upstream model) of a route.
+type Target struct {
+	Provider string `yaml:"provider"`
+	// Model replaces the request's model; empty passes it through unchanged.
+	Model string `yaml:"model"`
+}
+
+// Price is USD per one million tokens for one model.
+type Price struct {
+	PromptPer1M     float64 `yaml:"prompt_per_1m"`
+	CompletionPer1M float64 `yaml:"completion_per_1m"`
+}
+
+// Hash returns the lowercase sha256 hex of the key: SHA256 when the key is
+// given hashed, else the hash of Key. Auth compares hashes so that raw and
+// hashed keys are looked up the same way.
+func (k ClientKey) Hash() string {
+	if k.SHA256 != "" {
+		return strings.ToLower(k.SHA256)
+	}
+	sum := sha256.Sum256([]byte(k.Key))
+	return hex.EncodeToString(sum[:])
+}
+
+// IsEnabled reports whether deduplication is on (the default).
+func (d Dedupe) IsEnabled() bool {
+	return d.Enabled == nil || *d.Enabled
+}
+
+// Detach reports whether the leader keeps reading the upstream after its
+// client disconnected (the default), so that the retry is a replay.
+func (d Dedupe) Detach() bool {
+	return d.DetachOnDisconnect == nil || *d.DetachOnDisconnect
+}
+
+// FallsBackOn reports whether a failed attempt moves on to the route's next
+// target: connectErr is a failure to connect, timeout a timed-out attempt,
+// status the upstream's HTTP status (0 when none was received). A nil
+// FallbackOn means DefaultFallbackOn; an empty one never falls back.
+func (r *Route) FallsBackOn(status int, connectErr, timeout bool) bool {
+	list := r.FallbackOn
+	if list == nil {
+		list = DefaultFallbackOn()
+	}
+	for _, s := range list {
+		switch strings.ToLower(s) {
+		case "connect":
+			if connectErr {
+				return true
+			}
+		case "timeout":
+			if timeout {
+				return true
+			}
+		case "4xx":
+			if status >= 400 && status <= 499 {
+				return true
+			}
+		case "5xx":
+			if status >= 500 && status <= 599 {
+				return true
+			}
+		default:
+			if code, err := strconv.Atoi(s); err == nil && status != 0 && code == status {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// RouteFor returns the route for a client's model: the exact match, else the
+// "*" route, else nil.
+func (c *Config) RouteFor(model string) *Route {
+	var wildcard *Route
+	for _, r := range c.Routes {
+		if r == nil {
+			continue
+		}
+		if r.Model == model {
+			return r
+		}
+		if r.Model == "*" && wildcard == nil {
+			wildcard = r
+		}
+	}
+	return wildcard
+}

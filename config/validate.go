@@ -1,0 +1,366 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// validator collects every problem of a config; each names the line (when
+// the config came from a file) and the key path.
+type validator struct {
+	file     string
+	lines    map[string]int
+	problems []problem
+	// bad holds paths that already have a decoding error.
+	bad map[string]bool
+}
+
+type problem struct {
+	line int
+	err  error
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	for p := path; p != ""; p = parentPath(p) {
+		if v.bad[p] {
+			return
+		}
+	}
+	line := v.lineOf(path)
+	v.problems = append(v.problems, problem{line, lineError(v.file, line, path, fmt.Sprintf(format, args...))})
+}
+
+// err returns the problems in file order, joined.
+func (v *validator) err() error {
+	sort.SliceStable(v.problems, func(i, j int) bool { return v.problems[i].line < v.problems[j].line })
+	errs := make([]error, len(v.problems))
+	for i, p := range v.problems {
+		errs[i] = p.err
+	}
+	return errors.Join(errs...)
+}
+
+// lineOf returns the line of path or, when the key is absent (a default or a
+// missing key), of its closest parent that is in the file.
+func (v *validator) lineOf(path string) int {
+	for p := path; p != ""; p = parentPath(p) {
+		if line, ok := v.lines[p]; ok {
+			return line
+		}
+	}
+	return 0
+}
+
+func parentPath(p string) string {
+	if i := strings.LastIndexAny(p, ".["); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+func (v *validator) oneOf(path, value string, allowed ...string) {
+	for _, a := range allowed {
+		if value == a {
+			return
+		}
+	}
+	v.errorf(path, "must be one of %s, got %q", strings.Join(allowed, ", "), value)
+}
+
+func (v *validator) positive(path string, d time.Duration) {
+	if d <= 0 {
+		v.errorf(path, "must be a positive duration, got %s", d)
+	}
+}
+
+func (v *validator) positiveInt(path string, n int) {
+	if n <= 0 {
+		v.errorf(path, "must be a positive number, got %d", n)
+	}
+}
+
+// Validate checks c after defaults were applied and returns every problem
+// joined with errors.Join, or nil.
+func (c *Config) Validate() error {
+	v := &validator{file: c.Path, lines: c.lines}
+	c.validate(v)
+	return v.err()
+}
+
+func (c *Config) validate(v *validator) {
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		v.errorf("listen", "must be host:port, got %q", c.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.errorf("listen", "invalid port %q", port)
+	}
+	v.positiveInt("max_body_bytes", c.MaxBodyBytes)
+	v.positive("shutdown_timeout", c.ShutdownTimeout)
+	c.validateAuth(v)
+	c.validateStore(v)
+	c.validateDedupe(v)
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "json", "text")
+	c.validateProviders(v)
+	c.validateRoutes(v)
+	for model, p := range c.Pricing {
+		path := "pricing." + model
+		if model == "" {
+			v.errorf(path, "model name must not be empty")
+		}
+		if p.PromptPer1M < 0 {
+			v.errorf(path+".prompt_per_1m", "must not be negative, got %v", p.PromptPer1M)
+		}
+		if p.CompletionPer1M < 0 {
+			v.errorf(path+".completion_per_1m", "must not be negative, got %v", p.CompletionPer1M)
+		}
+	}
+}
+
+var hexRe = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+
+func (c *Config) validateAuth(v *validator) {
+	v.oneOf("auth.mode", c.Auth.Mode, "keys", "none")
+	if c.Auth.Mode != "keys" {
+		return
+	}
+	if len(c.Auth.Keys) == 0 {
+		v.errorf("auth.keys", "at least one key is required when auth.mode is keys (or set auth.mode: none)")
+	}
+	seen := map[string]int{}
+	for i, k := range c.Auth.Keys {
+		path := fmt.Sprintf("auth.keys[%d]", i)
+		if k.Tenant == "" {
+			v.errorf(path+".tenant", "must not be empty")
+		}
+		switch {
+		case k.Key == "" && k.SHA256 == "":
+			v.errorf(path, "needs key or sha256 (is the environment variable set?)")
+			continue
+		case k.Key != "" && k.SHA256 != "":
+			v.errorf(path, "set either key or sha256, not both")
+			continue
+		case k.SHA256 != "" && !hexRe.MatchString(k.SHA256):
+			v.errorf(path+".sha256", "must be 64 hex characters (the sha256 of the key)")
+			continue
+		}
+		h := k.Hash()
+		if prev, ok := seen[h]; ok {
+			v.errorf(path, "duplicate key: same as auth.keys[%d] (tenant %q)", prev, c.Auth.Keys[prev].Tenant)
+			continue
+		}
+		seen[h] = i
+	}
+}
+
+func (c *Config) validateStore(v *validator) {
+	v.oneOf("store.kind", c.Store.Kind, "embedded", "postgres")
+	switch c.Store.Kind {
+	case "embedded":
+		if c.Store.Path == "" {
+			v.errorf("store.path", "must not be empty when store.kind is embedded")
+		}
+	case "postgres":
+		if c.Store.URL == "" {
+			v.errorf("store.url", "is required when store.kind is postgres (is the environment variable set?)")
+		}
+	}
+	v.oneOf("store.migrate", c.Store.Migrate, "auto", "manual")
+
+	v.oneOf("lock.kind", c.Lock.Kind, "local", "redis")
+	r := c.Lock.Redis
+	if c.Lock.Kind == "redis" && len(r.Addrs) == 0 {
+		v.errorf("lock.redis.addrs", "at least one address is required when lock.kind is redis")
+	}
+	for i, a := range r.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			v.errorf(fmt.Sprintf("lock.redis.addrs[%d]", i), "must be host:port, got %q", redactURL(a))
+		}
+	}
+	if r.DB < 0 {
+		v.errorf("lock.redis.db", "must not be negative, got %d", r.DB)
+	}
+}
+
+func (c *Config) validateDedupe(v *validator) {
+	d := c.Dedupe
+	v.oneOf("dedupe.derive", d.Derive, "body", "retries", "off")
+	for i, f := range d.DeriveFields {
+		if f == "" {
+			v.errorf(fmt.Sprintf("dedupe.derive_fields[%d]", i), "must not be empty")
+		}
+	}
+	v.positive("dedupe.derive_window", d.DeriveWindow)
+	v.positive("dedupe.key_ttl", d.KeyTTL)
+	// The lease is renewed every lease/3, and timers below a millisecond
+	// would spin.
+	if d.Lease < time.Millisecond {
+		v.errorf("dedupe.lease", "must be at least 1ms, got %s", d.Lease)
+	}
+	v.positive("dedupe.max_processing", d.MaxProcessing)
+	v.oneOf("dedupe.on_in_progress", d.OnInProgress, "wait", "reject")
+	v.positive("dedupe.wait_timeout", d.WaitTimeout)
+	v.oneOf("dedupe.on_store_error", d.OnStoreError, "fail", "open")
+	v.positiveInt("dedupe.max_record_bytes", d.MaxRecordBytes)
+	v.positive("dedupe.reap_interval", d.ReapInterval)
+	v.positiveInt("dedupe.reap_batch", d.ReapBatch)
+}
+
+// nameRe restricts provider names: they become metric label values and
+// appear in headers and logs.
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
+
+func (c *Config) validateProviders(v *validator) {
+	for _, name := range c.providerNames() {
+		p := c.Providers[name]
+		path := "providers." + name
+		if !nameRe.MatchString(name) {
+			v.errorf(path, "provider names may contain only letters, digits, _ and -")
+		}
+		if p == nil {
+			v.errorf(path, "is empty (base_url is required)")
+			continue
+		}
+		v.oneOf(path+".kind", p.Kind, "openai")
+		if p.BaseURL == "" {
+			v.errorf(path+".base_url", "is required")
+		} else if u, err := url.Parse(p.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf(path+".base_url", "must be an http or https URL with a host, got %q", redactURL(p.BaseURL))
+		}
+		v.positive(path+".timeout", p.Timeout)
+		v.positive(path+".first_byte_timeout", p.FirstByteTimeout)
+		v.positiveInt(path+".max_conns", p.MaxConns)
+	}
+}
+
+func (c *Config) providerNames() []string {
+	names := make([]string, 0, len(c.Providers))
+	for name := range c.Providers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (c *Config) validateRoutes(v *validator) {
+	if len(c.Routes) == 0 {
+		v.errorf("routes", "at least one route is required")
+	}
+	have := strings.Join(c.providerNames(), ", ")
+	seen := map[string]int{}
+	for i, r := range c.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		if r == nil {
+			v.errorf(path, "is empty (model and targets are required)")
+			continue
+		}
+		switch {
+		case r.Model == "":
+			v.errorf(path+".model", "must not be empty")
+		case strings.ContainsAny(r.Model, "\"\\") || strings.ContainsFunc(r.Model, isControl):
+			// The model is the route metric label.
+			v.errorf(path+".model", "must not contain quotes, backslashes or control characters")
+		}
+		if prev, ok := seen[r.Model]; ok && r.Model != "" {
+			v.errorf(path+".model", "duplicate route for model %q (first at routes[%d])", r.Model, prev)
+		} else {
+			seen[r.Model] = i
+		}
+		for j, f := range r.FallbackOn {
+			if !validFallback(f) {
+				v.errorf(fmt.Sprintf("%s.fallback_on[%d]", path, j), "must be connect, timeout, 4xx, 5xx or an HTTP status such as 429, got %q", f)
+			}
+		}
+		if len(r.Targets) == 0 {
+			v.errorf(path+".targets", "at least one target is required")
+		}
+		for j, t := range r.Targets {
+			tp := fmt.Sprintf("%s.targets[%d].provider", path, j)
+			if t.Provider == "" {
+				v.errorf(tp, "must not be empty")
+			} else if _, ok := c.Providers[t.Provider]; !ok {
+				if have == "" {
+					have = "none"
+				}
+				v.errorf(tp, "unknown provider %q (have: %s)", t.Provider, have)
+			}
+		}
+	}
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+func validFallback(s string) bool {
+	switch strings.ToLower(s) {
+	case "connect", "timeout", "4xx", "5xx":
+		return true
+	}
+	n, err := strconv.Atoi(s)
+	return err == nil && len(s) == 3 && n >= 100 && n <= 599
+}
+
+// Warnings returns problems that do not stop the gateway from starting but
+// will make some requests fail or are likely mistakes.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.Auth.Mode == "none" {
+		if len(c.Auth.Keys) > 0 {
+			w = append(w, "auth.keys are ignored because auth.mode is none")
+		}
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) {
+			w = append(w, fmt.Sprintf("auth.mode is none and listen %s is not a loopback address: anyone who reaches it spends your provider credits", c.Listen))
+		}
+	}
+	if c.Auth.AdminKey == "" {
+		w = append(w, "auth.admin_key is empty: the admin API is disabled")
+	}
+	used := map[string]bool{}
+	for i, r := range c.Routes {
+		if r == nil {
+			continue
+		}
+		for _, t := range r.Targets {
+			used[t.Provider] = true
+		}
+		if len(r.Targets) > 1 && r.FallbackOn != nil && len(r.FallbackOn) == 0 {
+			w = append(w, fmt.Sprintf("routes[%d].fallback_on is empty: only the first of %d targets is ever used", i, len(r.Targets)))
+		}
+	}
+	for _, name := range c.providerNames() {
+		p := c.Providers[name]
+		if p == nil {
+			continue
+		}
+		path := "providers." + name
+		if p.APIKey == "" {
+			w = append(w, fmt.Sprintf("%s.api_key is empty: requests routed to %s will fail", path, name))
+		}
+		if !used[name] {
+			w = append(w, fmt.Sprintf("%s is not used by any route", path))
+		}
+		if u, err := url.Parse(p.BaseURL); err == nil && u.Scheme == "http" && p.APIKey != "" && !isLoopback(u.Hostname()) {
+			w = append(w, fmt.Sprintf("%s.base_url uses http: the api key is sent unencrypted", path))
+		}
+		if p.FirstByteTimeout > p.Timeout {
+			w = append(w, fmt.Sprintf("%s.first_byte_timeout (%s) exceeds timeout (%s): timeout applies first", path, p.FirstByteTimeout, p.Timeout))
+		}
+	}
+	if c.Dedupe.WaitTimeout > c.Dedupe.MaxProcessing {
+		w = append(w, fmt.Sprintf("dedupe.wait_timeout (%s) exceeds dedupe.max_processing (%s): no task lives that long", c.Dedupe.WaitTimeout, c.Dedupe.MaxProcessing))
+	}
+	return w
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

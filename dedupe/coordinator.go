@@ -1,0 +1,342 @@
+package dedupe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Options are the dedupe settings of gateway.yaml the coordinator acts on.
+type Options struct {
+	// Owner names this process in leases (host:pid:random).
+	Owner         string
+	Lease         time.Duration
+	MaxProcessing time.Duration
+	KeyTTL        time.Duration
+	WaitTimeout   time.Duration
+	// Reject answers in-flight duplicates with 409 instead of waiting.
+	Reject bool
+	// MaxRecordBytes caps one stored response or stream transcript.
+	MaxRecordBytes int
+	// ReapBatch is how many rows one reaper statement touches.
+	ReapBatch int
+	// OpTimeout bounds one store or lock call. Default 5s.
+	OpTimeout time.Duration
+}
+
+// Coordinator runs the idempotency state machine of DESIGN.md section 2
+// over a record store (the truth), a lock and signal backend (speed), and
+// live streams (joins).
+type Coordinator struct {
+	store Store
+	// locker, notifier and remote are Redis in a cluster; with lock.kind
+	// local they are the in-process local backend and remote is nil.
+	locker   Locker
+	notifier Notifier
+	remote   Live
+	// local carries this node's live streams: the leader's own client and
+	// same-node joiners read them without touching Redis.
+	local *Local
+	opts  Options
+	set   *metrics.Set
+
+	mu      sync.Mutex
+	running map[string]bool // live stream names led by this node
+}
+
+// NewCoordinator wires a coordinator. With a nil backend, everything runs
+// in process (single node).
+func NewCoordinator(store Store, backend interface {
+	Locker
+	Notifier
+	Live
+}, opts Options) *Coordinator {
+	if opts.OpTimeout <= 0 {
+		opts.OpTimeout = 5 * time.Second
+	}
+	if opts.ReapBatch <= 0 {
+		opts.ReapBatch = 500
+	}
+	c := &Coordinator{store: store, local: NewLocal(), opts: opts, set: metrics.NewSet(), running: map[string]bool{}}
+	c.locker, c.notifier = c.local, c.local
+	if backend != nil {
+		c.locker, c.notifier, c.remote = backend, backend, backend
+	}
+	return c
+}
+
+// Metrics returns the coordinator's metric set.
+func (c *Coordinator) Metrics() *metrics.Set { return c.set }
+
+// Store returns the record store.
+func (c *Coordinator) Store() Store { return c.store }
+
+// Count adds one to gateway_dedupe_total{outcome}.
+func (c *Coordinator) Count(outcome string) {
+	c.set.GetOrCreateCounter(`gateway_dedupe_total{outcome="` + outcome + `"}`).Inc()
+}
+
+func (c *Coordinator) storeError(op string, err error) error {
+	c.set.GetOrCreateCounter(`gateway_store_errors_total{store="record",op="` + op + `"}`).Inc()
+	return fmt.Errorf("%w: cannot %s: %w", ErrStore, op, err)
+}
+
+func (c *Coordinator) degraded() {
+	c.set.GetOrCreateCounter(`gateway_lock_degraded_total`).Inc()
+}
+
+// Request identifies one deduplicated request.
+type Request struct {
+	Tenant string
+	// KeyHash is HashKey(tenant, key).
+	KeyHash     string
+	Fingerprint string
+	Stream      bool
+	// Model is the route's model name (a bounded label).
+	Model string
+	// Fresh marks a first try under derive: retries: it is recorded so
+	// that its SDK retries find it, but it never replays or waits for an
+	// earlier request (an identical "regenerate" is a new generation).
+	Fresh bool
+}
+
+// Kind says what a ticket's holder must do.
+type Kind int
+
+// Ticket kinds.
+const (
+	// KindLead: call upstream, then Complete or Fail.
+	KindLead Kind = iota + 1
+	// KindReplay: send Task.Response.
+	KindReplay
+	// KindJoin: follow the leader's live stream (Join).
+	KindJoin
+	// KindBypass: call upstream without a record (a fresh first try
+	// while an identical one is still running).
+	KindBypass
+)
+
+// Ticket is the decision for one request.
+type Ticket struct {
+	Kind Kind
+	// Task is the record as seen at the decision (for KindReplay it holds
+	// the response).
+	Task Task
+	// Reclaimed: the leader took over a zombie.
+	Reclaimed bool
+	// Waited: the request waited for another leader before this decision.
+	Waited bool
+
+	lead *leader
+}
+
+func (c *Coordinator) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, c.opts.OpTimeout)
+}
+
+// Begin decides what the request does: lead, replay, join, or fail with
+// ErrMismatch, ErrInProgress, ErrTooLarge or an ErrStore error. A
+// non-stream duplicate of a running task waits (woken by the notifier, and
+// re-checking the store at a slow pace in case a wake-up is lost) until it
+// can replay, lead a retry or take over a zombie.
+func (c *Coordinator) Begin(ctx context.Context, r Request) (*Ticket, error) {
+	deadline := time.Now().Add(c.opts.WaitTimeout)
+	var wake <-chan struct{}
+	var localWake <-chan struct{}
+	waited := false
+	var unsubs []func()
+	defer func() {
+		for _, u := range unsubs {
+			u()
+		}
+	}()
+	for {
+		t, inflight, err := c.try(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if t != nil {
+			t.Waited = waited
+			return t, nil
+		}
+		if c.opts.Reject {
+			c.Count("conflict")
+			return nil, ErrInProgress
+		}
+		if r.Stream && inflight.Fence > 0 {
+			c.Count("joined")
+			return &Ticket{Kind: KindJoin, Task: inflight, Waited: waited}, nil
+		}
+		if wake == nil && localWake == nil {
+			// Subscribe, then check again: a completion between the check
+			// above and the subscription must not be missed.
+			localWake, unsubs = c.subscribe(ctx, r.KeyHash, &wake, unsubs)
+			continue
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			c.Count("conflict")
+			return nil, ErrInProgress
+		}
+		waited = true
+		// Without a lost wake-up the notifier ends the wait; the slow
+		// re-check covers a leader that died (its lease runs out) or a
+		// backend that dropped the message.
+		poll := c.opts.Lease / 3
+		if poll > time.Second || poll <= 0 {
+			poll = time.Second
+		}
+		if poll > remaining {
+			poll = remaining
+		}
+		timer := time.NewTimer(poll)
+		select {
+		case <-wake:
+		case <-localWake:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, fmt.Errorf("cannot wait for the leader: %w", ctx.Err())
+		}
+		timer.Stop()
+	}
+}
+
+// subscribe listens for the task's completion on this node and, in a
+// cluster, on the others.
+func (c *Coordinator) subscribe(ctx context.Context, keyHash string, remote *<-chan struct{}, unsubs []func()) (<-chan struct{}, []func()) {
+	lch, lcancel, _ := c.local.Subscribe(ctx, keyHash)
+	unsubs = append(unsubs, lcancel)
+	if c.notifier != Notifier(c.local) {
+		sctx, cancel := c.ctx(ctx)
+		ch, rcancel, err := c.notifier.Subscribe(sctx, keyHash)
+		cancel()
+		if err != nil {
+			c.degraded()
+		} else {
+			*remote = ch
+			unsubs = append(unsubs, rcancel)
+		}
+	}
+	return lch, unsubs
+}
+
+// try makes one decision. It returns a ticket, or the in-flight task to
+// wait for or join (zero Task when the holder has not written its row yet).
+func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error) {
+	lctx, cancel := c.ctx(ctx)
+	lock, ok, err := c.locker.TryAcquire(lctx, r.KeyHash, c.opts.Lease)
+	cancel()
+	if err != nil {
+		// Redis is a shortcut; the store's row and fence decide alone.
+		c.degraded()
+		lock, ok = nil, true
+	}
+	if !ok {
+		// Another request holds the lock: skip the insert and only read.
+		return c.inspect(ctx, r)
+	}
+	sctx, cancel := c.ctx(ctx)
+	res, err := c.store.Begin(sctx, BeginRequest{
+		Tenant: r.Tenant, KeyHash: r.KeyHash, Fingerprint: r.Fingerprint, Stream: r.Stream, Model: r.Model,
+		Owner: c.opts.Owner, Lease: c.opts.Lease, MaxProcessing: c.opts.MaxProcessing,
+	})
+	cancel()
+	if err != nil {
+		c.release(lock)
+		return nil, Task{}, c.storeError("begin", err)
+	}
+	switch res.Outcome {
+	case OutcomeLeader, OutcomeReclaimed:
+		reclaimed := res.Outcome == OutcomeReclaimed
+		if reclaimed {
+			c.Count("reclaimed")
+			c.set.GetOrCreateCounter(`gateway_zombies_reclaimed_total`).Inc()
+		} else {
+			c.Count("new")
+		}
+		return &Ticket{Kind: KindLead, Task: res.Task, Reclaimed: reclaimed, lead: c.newLeader(r, res.Task, lock)}, Task{}, nil
+	case OutcomeCompleted:
+		c.release(lock)
+		t, err := c.replay(res.Task)
+		return t, Task{}, err
+	case OutcomeMismatch:
+		c.release(lock)
+		c.Count("mismatch")
+		return nil, Task{}, ErrMismatch
+	default:
+		c.release(lock)
+		return nil, res.Task, nil
+	}
+}
+
+// inspect reads the row of a task whose lock is held elsewhere.
+func (c *Coordinator) inspect(ctx context.Context, r Request) (*Ticket, Task, error) {
+	sctx, cancel := c.ctx(ctx)
+	task, _, err := c.store.Get(sctx, r.Tenant, r.KeyHash)
+	cancel()
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, Task{}, nil
+	case err != nil:
+		return nil, Task{}, c.storeError("get", err)
+	case !task.ExpiresAt.IsZero() && time.Now().After(task.ExpiresAt):
+		return nil, Task{}, nil
+	case task.Fingerprint != r.Fingerprint:
+		c.Count("mismatch")
+		return nil, Task{}, ErrMismatch
+	case task.Status == StatusCompleted:
+		t, err := c.replay(task)
+		return t, Task{}, err
+	case task.Status == StatusProcessing:
+		return nil, task, nil
+	default:
+		// Failed: the lock holder is about to restart it.
+		return nil, Task{}, nil
+	}
+}
+
+func (c *Coordinator) replay(task Task) (*Ticket, error) {
+	if task.TooLarge || task.Response == nil {
+		c.Count("conflict")
+		return nil, ErrTooLarge
+	}
+	c.Count("replayed")
+	c.CountSaved(task.Model, task.Usage)
+	return &Ticket{Kind: KindReplay, Task: task}, nil
+}
+
+// CountSaved counts the usage a replay or join did not pay for again;
+// model is the route's model name.
+func (c *Coordinator) CountSaved(model string, u Usage) {
+	if u.PromptTokens > 0 {
+		c.set.GetOrCreateCounter(`gateway_tokens_saved_total{model=` + strconv.Quote(model) + `,kind="prompt"}`).Add(int(u.PromptTokens))
+	}
+	if u.CompletionTokens > 0 {
+		c.set.GetOrCreateCounter(`gateway_tokens_saved_total{model=` + strconv.Quote(model) + `,kind="completion"}`).Add(int(u.CompletionTokens))
+	}
+}
+
+func (c *Coordinator) release(l Lock) {
+	if l == nil {
+		return
+	}
+	ctx, cancel := c.ctx(context.Background())
+	defer cancel()
+	if err := l.Release(ctx); err != nil {
+		c.degraded()
+	}
+}
+
+// Ping checks the record store.
+func (c *Coordinator) Ping(ctx context.Context) error { return c.store.Ping(ctx) }
+
+// liveName names the live stream of one fence of a task.
+func liveName(keyHash string, fence int64) string {
+	return keyHash + ":" + strconv.FormatInt(fence, 10)
+}

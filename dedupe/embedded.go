@@ -1,0 +1,506 @@
+package dedupe
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bucket names of the embedded store.
+const (
+	// bucketTasks maps taskKey to the JSON of a Task.
+	bucketTasks = "tasks"
+	// bucketAttempts maps taskKey + 0x00 + big-endian uint32 n to the JSON
+	// of an Attempt, so a prefix scan yields a task's attempts in order.
+	bucketAttempts = "attempts"
+	// bucketExpiry indexes finished tasks: big-endian expires_at (Unix
+	// nanoseconds) + taskKey -> nothing. DeleteExpired walks it from the
+	// start, so a batch costs what it deletes, not a scan of every task.
+	bucketExpiry = "expiry"
+	// bucketProcessing is the set of processing task keys, the only
+	// candidates ReclaimZombies has to look at.
+	bucketProcessing = "processing"
+)
+
+// Embedded is the Store of a single-node gateway: one bbolt file, no
+// server. bbolt runs one write transaction at a time, which makes every
+// Begin atomic without the conditional updates Postgres needs. It uses
+// the local clock (time.Now) for leases and expiry.
+type Embedded struct {
+	db *bolt.DB
+}
+
+var _ Store = (*Embedded)(nil)
+
+// OpenEmbedded opens (or creates, with its parent directories) the store
+// file at path. bbolt locks the file, so a second process opening it
+// gets an error after one second instead of waiting forever.
+func OpenEmbedded(path string) (*Embedded, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create the directory of store file %q: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("cannot open store file %q: store file is locked by another process: %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot open store file %q: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range []string{bucketTasks, bucketAttempts, bucketExpiry, bucketProcessing} {
+			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+				return fmt.Errorf("cannot create bucket %q: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cannot initialise store file %q: %w", path, err)
+	}
+	return &Embedded{db: db}, nil
+}
+
+// boltTaskKey is the key of a task in bucketTasks. Key hashes are hex, so the
+// 0x00 separator cannot occur inside them.
+func boltTaskKey(tenant, keyHash string) []byte {
+	k := make([]byte, 0, len(tenant)+1+len(keyHash))
+	k = append(k, tenant...)
+	k = append(k, 0)
+	return append(k, keyHash...)
+}
+
+// attemptPrefix is the common prefix of a task's keys in bucketAttempts.
+func attemptPrefix(key []byte) []byte {
+	return append(bytes.Clone(key), 0)
+}
+
+func attemptKey(key []byte, n int) []byte {
+	return binary.BigEndian.AppendUint32(attemptPrefix(key), uint32(n))
+}
+
+func expiryKey(at time.Time, key []byte) []byte {
+	k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(key)), uint64(at.UnixNano()))
+	return append(k, key...)
+}
+
+// nowLocal is the embedded store's clock, without the monotonic reading
+// (stored times lose it anyway, and mixing both confuses comparisons).
+func nowLocal() time.Time { return time.Now().Round(0) }
+
+// embeddedTx wraps a write transaction with the task helpers.
+type embeddedTx struct {
+	tx                                  *bolt.Tx
+	tasks, attempts, expiry, processing *bolt.Bucket
+}
+
+func newEmbeddedTx(tx *bolt.Tx) embeddedTx {
+	return embeddedTx{
+		tx:         tx,
+		tasks:      tx.Bucket([]byte(bucketTasks)),
+		attempts:   tx.Bucket([]byte(bucketAttempts)),
+		expiry:     tx.Bucket([]byte(bucketExpiry)),
+		processing: tx.Bucket([]byte(bucketProcessing)),
+	}
+}
+
+// load returns the task at key; ok is false when there is none.
+func (e embeddedTx) load(key []byte) (t Task, ok bool, err error) {
+	v := e.tasks.Get(key)
+	if v == nil {
+		return Task{}, false, nil
+	}
+	if err := json.Unmarshal(v, &t); err != nil {
+		return Task{}, false, fmt.Errorf("cannot decode task %q: %w", key, err)
+	}
+	return t, true, nil
+}
+
+// unindex removes old's entry from the index it is in.
+func (e embeddedTx) unindex(key []byte, old Task) error {
+	if old.Status == StatusProcessing {
+		return e.processing.Delete(key)
+	}
+	return e.expiry.Delete(expiryKey(old.ExpiresAt, key))
+}
+
+// put stores t at key and moves it between the indexes; old is the
+// previous version (nil for a new task).
+func (e embeddedTx) put(key []byte, old *Task, t Task) error {
+	if old != nil {
+		if err := e.unindex(key, *old); err != nil {
+			return err
+		}
+	}
+	var err error
+	if t.Status == StatusProcessing {
+		err = e.processing.Put(key, nil)
+	} else {
+		err = e.expiry.Put(expiryKey(t.ExpiresAt, key), nil)
+	}
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("cannot encode task %q: %w", key, err)
+	}
+	return e.tasks.Put(key, v)
+}
+
+// deleteAttempts removes every attempt of the task at key.
+func (e embeddedTx) deleteAttempts(key []byte) error {
+	prefix := attemptPrefix(key)
+	var keys [][]byte
+	c := e.attempts.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	// Deleting while iterating would make the cursor skip keys.
+	for _, k := range keys {
+		if err := e.attempts.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// update runs fn in a write transaction unless ctx is already done
+// (bbolt itself takes no context).
+func (s *Embedded) update(ctx context.Context, fn func(e embeddedTx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return fn(newEmbeddedTx(tx)) })
+}
+
+// Begin implements Store.
+func (s *Embedded) Begin(ctx context.Context, req BeginRequest) (BeginResult, error) {
+	var res BeginResult
+	err := s.update(ctx, func(e embeddedTx) error {
+		now := nowLocal()
+		key := boltTaskKey(req.Tenant, req.KeyHash)
+		old, ok, err := e.load(key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			t := Task{
+				Tenant: req.Tenant, KeyHash: req.KeyHash, Fingerprint: req.Fingerprint,
+				Status: StatusProcessing, Fence: 1, LeaseOwner: req.Owner, LeaseUntil: now.Add(req.Lease),
+				Stream: req.Stream, Model: req.Model, CreatedAt: now, UpdatedAt: now, StartedAt: now,
+			}
+			res = BeginResult{Outcome: OutcomeLeader, Task: t}
+			return e.put(key, nil, t)
+		}
+
+		expired := old.Status != StatusProcessing && old.ExpiresAt.Before(now)
+		zombie := old.Status == StatusProcessing && (old.LeaseUntil.Before(now) ||
+			req.MaxProcessing > 0 && old.StartedAt.Before(now.Add(-req.MaxProcessing)))
+		t := old
+		switch decideBegin(old, req.Fingerprint, expired, zombie) {
+		case actMismatch:
+			res = BeginResult{Outcome: OutcomeMismatch, Task: mismatched(old)}
+			return nil
+		case actReplay:
+			res = BeginResult{Outcome: OutcomeCompleted, Task: replayable(old)}
+			return nil
+		case actInFlight:
+			res = BeginResult{Outcome: OutcomeInFlight, Task: old}
+			return nil
+		case actRestartExpired:
+			// Same as Postgres: a new task that keeps counting fences,
+			// so a long-lost leader of the old one cannot write into it.
+			t = Task{Tenant: req.Tenant, KeyHash: req.KeyHash, Fingerprint: req.Fingerprint, CreatedAt: now}
+			if err := e.deleteAttempts(key); err != nil {
+				return err
+			}
+			res.Outcome = OutcomeLeader
+		case actRestartFailed:
+			t.Error = ""
+			res.Outcome = OutcomeLeader
+		case actTakeOver:
+			res.Outcome = OutcomeReclaimed
+		default:
+			panic("BUG: unknown begin action")
+		}
+		if res.Outcome != OutcomeReclaimed {
+			// A restart (not a take-over) may change how the task is served.
+			t.Stream, t.Model = req.Stream, req.Model
+		}
+		t.Fence = old.Fence + 1
+		t.Status = StatusProcessing
+		t.LeaseOwner, t.LeaseUntil = req.Owner, now.Add(req.Lease)
+		t.StartedAt, t.UpdatedAt, t.ExpiresAt = now, now, time.Time{}
+		res.Task = t
+		return e.put(key, &old, t)
+	})
+	if err != nil {
+		return BeginResult{}, fmt.Errorf("cannot begin task %q: %w", taskName(req.Tenant, req.KeyHash), err)
+	}
+	return res, nil
+}
+
+// updateFenced applies fn to the task held at fence, or fails with
+// ErrFenced when the task is gone, finished, or at another fence.
+func (s *Embedded) updateFenced(ctx context.Context, tenant, keyHash string, fence int64, fn func(e embeddedTx, key []byte, t *Task, now time.Time) error) error {
+	return s.update(ctx, func(e embeddedTx) error {
+		key := boltTaskKey(tenant, keyHash)
+		old, ok, err := e.load(key)
+		if err != nil {
+			return err
+		}
+		if !ok || old.Fence != fence || old.Status != StatusProcessing {
+			return ErrFenced
+		}
+		t := old
+		now := nowLocal()
+		t.UpdatedAt = now
+		if err := fn(e, key, &t, now); err != nil {
+			return err
+		}
+		return e.put(key, &old, t)
+	})
+}
+
+// Heartbeat implements Store.
+func (s *Embedded) Heartbeat(ctx context.Context, tenant, keyHash string, fence int64, lease time.Duration) error {
+	err := s.updateFenced(ctx, tenant, keyHash, fence, func(_ embeddedTx, _ []byte, t *Task, now time.Time) error {
+		t.LeaseUntil = now.Add(lease)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cannot extend the lease of task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
+	}
+	return nil
+}
+
+// finishTask ends the lease of a task that is leaving processing.
+func finishTask(t *Task, status Status, now time.Time, ttl time.Duration) {
+	t.Status = status
+	t.LeaseOwner, t.LeaseUntil = "", time.Time{}
+	t.ExpiresAt = now.Add(ttl)
+}
+
+// Complete implements Store.
+func (s *Embedded) Complete(ctx context.Context, tenant, keyHash string, fence int64, c Completion) error {
+	err := s.updateFenced(ctx, tenant, keyHash, fence, func(_ embeddedTx, _ []byte, t *Task, now time.Time) error {
+		finishTask(t, StatusCompleted, now, c.TTL)
+		t.Usage, t.TooLarge, t.Error = c.Usage, c.TooLarge, ""
+		t.Response = nil
+		if !c.TooLarge {
+			r := c.Response
+			r.Body = bytes.Clone(r.Body) // the caller may reuse its buffer
+			if r.Body == nil {
+				r.Body = []byte{}
+			}
+			t.Response = &r
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cannot complete task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
+	}
+	return nil
+}
+
+// Fail implements Store.
+func (s *Embedded) Fail(ctx context.Context, tenant, keyHash string, fence int64, reason string, ttl time.Duration) error {
+	err := s.updateFenced(ctx, tenant, keyHash, fence, func(_ embeddedTx, _ []byte, t *Task, now time.Time) error {
+		finishTask(t, StatusFailed, now, ttl)
+		t.Error = reason
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cannot fail task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
+	}
+	return nil
+}
+
+// AddAttempt implements Store.
+func (s *Embedded) AddAttempt(ctx context.Context, tenant, keyHash string, fence int64, a Attempt) error {
+	err := s.update(ctx, func(e embeddedTx) error {
+		key := boltTaskKey(tenant, keyHash)
+		t, ok, err := e.load(key)
+		if err != nil {
+			return err
+		}
+		if !ok || t.Fence != fence || t.Status != StatusProcessing {
+			return ErrFenced
+		}
+		// The last key under the task's prefix holds the highest n.
+		a.N = 1
+		prefix := attemptPrefix(key)
+		c := e.attempts.Cursor()
+		k, _ := c.Seek(attemptKey(key, 1<<32-1))
+		if k == nil {
+			k, _ = c.Last()
+		} else if !bytes.HasPrefix(k, prefix) {
+			k, _ = c.Prev()
+		}
+		if k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+4 {
+			a.N = int(binary.BigEndian.Uint32(k[len(prefix):])) + 1
+		}
+		a.Fence = fence
+		if a.StartedAt.IsZero() {
+			a.StartedAt = nowLocal()
+		}
+		v, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("cannot encode attempt: %w", err)
+		}
+		return e.attempts.Put(attemptKey(key, a.N), v)
+	})
+	if err != nil {
+		return fmt.Errorf("cannot log an attempt of task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
+	}
+	return nil
+}
+
+// Get implements Store.
+func (s *Embedded) Get(ctx context.Context, tenant, keyHash string) (Task, []Attempt, error) {
+	if err := ctx.Err(); err != nil {
+		return Task{}, nil, fmt.Errorf("cannot get task %q: %w", taskName(tenant, keyHash), err)
+	}
+	var (
+		t        Task
+		attempts []Attempt
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		e := newEmbeddedTx(tx)
+		key := boltTaskKey(tenant, keyHash)
+		var ok bool
+		var err error
+		t, ok, err = e.load(key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotFound
+		}
+		prefix := attemptPrefix(key)
+		c := e.attempts.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var a Attempt
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("cannot decode attempt %q: %w", k, err)
+			}
+			attempts = append(attempts, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return Task{}, nil, fmt.Errorf("cannot get task %q: %w", taskName(tenant, keyHash), err)
+	}
+	return replayable(t), attempts, nil
+}
+
+// ReclaimZombies implements Store, with the same result as Postgres: the
+// zombie is failed at fence+1 and kept for reclaimedTTL.
+func (s *Embedded) ReclaimZombies(ctx context.Context, maxProcessing time.Duration, limit int) (int, error) {
+	n := 0
+	err := s.update(ctx, func(e embeddedTx) error {
+		n = 0
+		now := nowLocal()
+		// Collected first: put moves keys out of bucketProcessing, which
+		// must not happen under a live cursor. Processing tasks are as
+		// many as requests in flight, so the list stays small.
+		var keys [][]byte
+		c := e.processing.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		for _, key := range keys {
+			if n >= limit {
+				break
+			}
+			old, ok, err := e.load(key)
+			if err != nil {
+				return err
+			}
+			if !ok || old.Status != StatusProcessing {
+				continue
+			}
+			if !old.LeaseUntil.Before(now) && !(maxProcessing > 0 && old.StartedAt.Before(now.Add(-maxProcessing))) {
+				continue
+			}
+			t := old
+			finishTask(&t, StatusFailed, now, reclaimedTTL)
+			t.Fence++
+			t.Error = reclaimedError
+			t.UpdatedAt = now
+			if err := e.put(key, &old, t); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cannot reclaim zombie tasks: %w", err)
+	}
+	return n, nil
+}
+
+// DeleteExpired implements Store. Each call is one short transaction
+// over at most limit tasks, found through the expiry index.
+func (s *Embedded) DeleteExpired(ctx context.Context, limit int) (int, error) {
+	n := 0
+	err := s.update(ctx, func(e embeddedTx) error {
+		n = 0
+		now := uint64(nowLocal().UnixNano())
+		var keys [][]byte
+		c := e.expiry.Cursor()
+		for k, _ := c.First(); k != nil && len(keys) < limit; k, _ = c.Next() {
+			if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) >= now {
+				break // the index is ordered by expiry: the rest expire later
+			}
+			keys = append(keys, bytes.Clone(k))
+		}
+		for _, ik := range keys {
+			key := ik[8:]
+			if err := e.expiry.Delete(ik); err != nil {
+				return err
+			}
+			if err := e.tasks.Delete(key); err != nil {
+				return err
+			}
+			if err := e.deleteAttempts(key); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cannot delete expired tasks: %w", err)
+	}
+	return n, nil
+}
+
+// Ping implements Store; it fails once the store is closed.
+func (s *Embedded) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("cannot ping the embedded store: %w", err)
+	}
+	if err := s.db.View(func(*bolt.Tx) error { return nil }); err != nil {
+		return fmt.Errorf("cannot ping the embedded store %q: %w", s.db.Path(), err)
+	}
+	return nil
+}
+
+// Close implements Store.
+func (s *Embedded) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("cannot close the embedded store %q: %w", s.db.Path(), err)
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package dedupe
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Join sends the events of a running stream, from index from on, to emit:
+// first from the live stream (this node's, or Redis for a leader on
+// another node), and when that is unavailable or breaks, by waiting for
+// the task to finish and replaying the rest from the record. The last
+// event passed to emit has End set. An error from emit (the client left)
+// stops the join.
+func (c *Coordinator) Join(ctx context.Context, r Request, t *Ticket, from int, emit func(LiveEvent) error) error {
+	name := liveName(r.KeyHash, t.Task.Fence)
+	c.mu.Lock()
+	local := c.running[name]
+	c.mu.Unlock()
+	var src Live = c.local
+	if !local && c.remote != nil {
+		src = c.remote
+	}
+	n := from
+	ch, errf := src.Follow(ctx, name, from, c.opts.WaitTimeout)
+	for ev := range ch {
+		if err := emit(ev); err != nil {
+			return err
+		}
+		if ev.End {
+			return nil
+		}
+		n++
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err := errf(); err != nil && errors.Is(err, ErrLockUnavailable) {
+		c.degraded()
+	}
+	return c.joinFromRecord(ctx, r, n, emit)
+}
+
+// joinFromRecord waits until the task is finished and replays its
+// transcript from event index from.
+func (c *Coordinator) joinFromRecord(ctx context.Context, r Request, from int, emit func(LiveEvent) error) error {
+	task, err := c.awaitFinished(ctx, r)
+	if err != nil {
+		return emit(LiveEvent{End: true, Err: err.Error()})
+	}
+	switch {
+	case task.Status == StatusFailed:
+		return emit(LiveEvent{End: true, Err: "the leading request failed: " + task.Error})
+	case task.TooLarge || task.Response == nil:
+		return emit(LiveEvent{End: true, Err: ErrTooLarge.Error()})
+	}
+	evs := SplitEvents(task.Response.Body)
+	for i := from; i < len(evs); i++ {
+		if err := emit(LiveEvent{Data: evs[i]}); err != nil {
+			return err
+		}
+	}
+	return emit(LiveEvent{End: true})
+}
+
+// awaitFinished waits, up to wait_timeout, until the task is completed
+// or failed, woken by the notifier and re-checking slowly.
+func (c *Coordinator) awaitFinished(ctx context.Context, r Request) (Task, error) {
+	var remote <-chan struct{}
+	lch, unsubs := c.subscribe(ctx, r.KeyHash, &remote, nil)
+	defer func() {
+		for _, u := range unsubs {
+			u()
+		}
+	}()
+	deadline := time.Now().Add(c.opts.WaitTimeout)
+	for {
+		sctx, cancel := c.ctx(ctx)
+		task, _, err := c.store.Get(sctx, r.Tenant, r.KeyHash)
+		cancel()
+		if err != nil {
+			return Task{}, c.storeError("get", err)
+		}
+		if task.Status != StatusProcessing {
+			return task, nil
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return Task{}, ErrInProgress
+		}
+		timer := time.NewTimer(min(remaining, time.Second))
+		select {
+		case <-lch:
+		case <-remote:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return Task{}, fmt.Errorf("cannot wait for the stream: %w", ctx.Err())
+		}
+		timer.Stop()
+	}
+}
+
+var eventSep = []byte("\n\n")
+
+// SplitEvents splits a recorded transcript into its SSE events (each
+// without the blank line that ended it).
+func SplitEvents(transcript []byte) [][]byte {
+	var out [][]byte
+	for len(transcript) > 0 {
+		i := bytes.Index(transcript, eventSep)
+		if i < 0 {
+			out = append(out, transcript)
+			break
+		}
+		out = append(out, transcript[:i])
+		transcript = transcript[i+2:]
+	}
+	return out
+}

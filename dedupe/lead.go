@@ -1,0 +1,201 @@
+package dedupe
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// liveLinger is how long an ended live stream stays readable for joiners
+// that decided to join just before the end.
+const (
+	localLinger  = 5 * time.Second
+	remoteLinger = time.Minute
+)
+
+// leader is the state a leading request keeps while it calls upstream.
+type leader struct {
+	c      *Coordinator
+	req    Request
+	fence  int64
+	lock   Lock
+	name   string
+	stop   chan struct{}
+	halted chan struct{}
+	lost   atomic.Bool
+
+	// Written by the leading goroutine only.
+	transcript []byte
+	events     int
+	tooLarge   bool
+	remoteDown bool
+	endOnce    sync.Once
+}
+
+func (c *Coordinator) newLeader(r Request, task Task, lock Lock) *leader {
+	l := &leader{c: c, req: r, fence: task.Fence, lock: lock, name: liveName(r.KeyHash, task.Fence),
+		stop: make(chan struct{}), halted: make(chan struct{})}
+	if r.Stream {
+		c.mu.Lock()
+		c.running[l.name] = true
+		c.mu.Unlock()
+	}
+	go l.heartbeat()
+	return l
+}
+
+// heartbeat extends the lease every lease/3 (DESIGN.md section 3) until
+// the task ends; a stale fence means a take-over happened.
+func (l *leader) heartbeat() {
+	defer close(l.halted)
+	every := l.c.opts.Lease / 3
+	if every <= 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := l.c.ctx(context.Background())
+		err := l.c.store.Heartbeat(ctx, l.req.Tenant, l.req.KeyHash, l.fence, l.c.opts.Lease)
+		if errors.Is(err, ErrFenced) {
+			l.lost.Store(true)
+		} else if err != nil {
+			l.c.storeError("heartbeat", err)
+		}
+		if l.lock != nil {
+			if _, err := l.lock.Extend(ctx, l.c.opts.Lease); err != nil {
+				l.c.degraded()
+			}
+		}
+		cancel()
+	}
+}
+
+// Fence is the leader's fencing token.
+func (t *Ticket) Fence() int64 { return t.Task.Fence }
+
+// Publish records one SSE event of the leader's stream and hands it to
+// its own client and to joiners. Events must be published in order by
+// one goroutine.
+func (t *Ticket) Publish(ev []byte) {
+	l := t.lead
+	ctx, cancel := l.c.ctx(context.Background())
+	defer cancel()
+	_ = l.c.local.Append(ctx, l.name, LiveEvent{Data: ev})
+	if l.c.remote != nil && !l.remoteDown {
+		if err := l.c.remote.Append(ctx, l.name, LiveEvent{Data: ev}); err != nil {
+			// Remote joiners fall back to waiting for the stored result.
+			l.remoteDown = true
+			l.c.degraded()
+		}
+	}
+	l.events++
+	if l.tooLarge {
+		return
+	}
+	if len(l.transcript)+len(ev)+2 > l.c.opts.MaxRecordBytes {
+		l.tooLarge, l.transcript = true, nil
+		return
+	}
+	l.transcript = append(l.transcript, ev...)
+	l.transcript = append(l.transcript, '\n', '\n')
+}
+
+// Follow reads the leader's own live stream from index from, for the
+// leader's client: it goes on even when that client leaves.
+func (t *Ticket) Follow(ctx context.Context, from int) (<-chan LiveEvent, func() error) {
+	return t.lead.c.local.Follow(ctx, t.lead.name, from, t.lead.c.opts.WaitTimeout)
+}
+
+// AddAttempt logs one upstream attempt under the leader's fence.
+func (t *Ticket) AddAttempt(ctx context.Context, a Attempt) error {
+	l := t.lead
+	a.Fence = l.fence
+	sctx, cancel := l.c.ctx(ctx)
+	defer cancel()
+	if err := l.c.store.AddAttempt(sctx, l.req.Tenant, l.req.KeyHash, l.fence, a); err != nil {
+		if errors.Is(err, ErrFenced) {
+			return err
+		}
+		return l.c.storeError("add_attempt", err)
+	}
+	return nil
+}
+
+// Complete stores the response and ends the task. For a stream, pass the
+// status and content type: the body is the published transcript.
+func (t *Ticket) Complete(ctx context.Context, resp Response, usage Usage) error {
+	l := t.lead
+	c := Completion{Response: resp, Usage: usage, TTL: l.c.opts.KeyTTL}
+	if l.req.Stream && l.events > 0 {
+		c.Response.Body, c.TooLarge = l.transcript, l.tooLarge
+	} else if len(resp.Body) > l.c.opts.MaxRecordBytes {
+		c.Response.Body, c.TooLarge = nil, true
+	}
+	sctx, cancel := l.c.ctx(context.Background())
+	defer cancel()
+	err := l.c.store.Complete(sctx, l.req.Tenant, l.req.KeyHash, l.fence, c)
+	if err != nil && !errors.Is(err, ErrFenced) {
+		err = l.c.storeError("complete", err)
+	}
+	l.end("")
+	return err
+}
+
+// Fail marks the task failed (a retry makes a new attempt) and ends it;
+// joiners receive reason as the stream's error.
+func (t *Ticket) Fail(ctx context.Context, reason string) error {
+	l := t.lead
+	sctx, cancel := l.c.ctx(context.Background())
+	defer cancel()
+	err := l.c.store.Fail(sctx, l.req.Tenant, l.req.KeyHash, l.fence, reason, l.c.opts.KeyTTL)
+	if err != nil && !errors.Is(err, ErrFenced) {
+		err = l.c.storeError("fail", err)
+	}
+	if reason == "" {
+		reason = "upstream failed"
+	}
+	l.end(reason)
+	return err
+}
+
+// end closes the live streams, wakes waiters and releases the lock, in
+// that order, after the store holds the outcome.
+func (l *leader) end(errText string) {
+	l.endOnce.Do(func() {
+		close(l.stop)
+		<-l.halted
+		ctx, cancel := l.c.ctx(context.Background())
+		defer cancel()
+		ev := LiveEvent{End: true, Err: errText}
+		if l.req.Stream {
+			_ = l.c.local.Append(ctx, l.name, ev)
+			_ = l.c.local.Expire(ctx, l.name, localLinger)
+		}
+		if l.c.remote != nil && l.req.Stream && !l.remoteDown {
+			if l.c.remote.Append(ctx, l.name, ev) != nil || l.c.remote.Expire(ctx, l.name, remoteLinger) != nil {
+				l.c.degraded()
+			}
+		}
+		_ = l.c.local.Publish(ctx, l.req.KeyHash)
+		if l.c.notifier != Notifier(l.c.local) {
+			if err := l.c.notifier.Publish(ctx, l.req.KeyHash); err != nil {
+				l.c.degraded()
+			}
+		}
+		l.c.release(l.lock)
+		l.c.mu.Lock()
+		delete(l.c.running, l.name)
+		l.c.mu.Unlock()
+	})
+}
+
+// Lost reports whether the leader's lease was taken over.
+func (t *Ticket) Lost() bool { return t.lead.lost.Load() }

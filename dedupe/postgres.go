@@ -1,0 +1,444 @@
+package dedupe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// beginRetries bounds how often Begin re-reads a row after losing a race
+// on a conditional update (another gateway changed the row in between).
+// Each lost race means someone else made progress, so a few are plenty.
+const beginRetries = 8
+
+// reclaimedTTL is how long a task failed by ReclaimZombies is kept. The
+// reaper has no key_ttl at hand; an hour keeps the failed record and its
+// attempt log visible in /admin while the client retries (a retry
+// restarts it with fence+1 anyway), without letting abandoned keys pile up.
+const reclaimedTTL = time.Hour
+
+// reclaimedError is the Error of a task failed by ReclaimZombies.
+const reclaimedError = "lease expired: reclaimed"
+
+// Postgres is the Store shared by a cluster of gateways. Every decision
+// that depends on time uses the database clock (now()), so gateways with
+// skewed clocks still agree on who holds a lease.
+type Postgres struct {
+	pool *pgxpool.Pool
+}
+
+var _ Store = (*Postgres)(nil)
+
+// OpenPostgres connects to the database at url and checks that it answers.
+// With migrate set it first applies pending migrations (see Migrate).
+// Statements go through pgx's default statement cache, i.e. they are
+// prepared once per connection.
+func OpenPostgres(ctx context.Context, url string, migrate bool) (*Postgres, error) {
+	if migrate {
+		if err := Migrate(ctx, url); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors redact the password.
+		return nil, fmt.Errorf("cannot parse the postgres url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open postgres pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("cannot connect to postgres %q: %w", cfg.ConnConfig.Host, err)
+	}
+	return &Postgres{pool: pool}, nil
+}
+
+// taskColumns is what every query that returns a task selects, in the
+// order scanTask reads.
+const taskColumns = `id, tenant, key_hash, fingerprint, status, fence, lease_owner, lease_until,
+	stream, model, created_at, updated_at, started_at, expires_at, prompt_tokens, completion_tokens,
+	too_large, error, resp_status, resp_content_type, resp_body`
+
+// micros turns a duration into the bigint the queries multiply by
+// interval '1 microsecond' (the precision of timestamptz).
+func micros(d time.Duration) int64 { return d.Microseconds() }
+
+// scanTask reads taskColumns (then extra) from row.
+func scanTask(row pgx.Row, extra ...any) (id int64, t Task, err error) {
+	var (
+		status      string
+		leaseUntil  *time.Time
+		expiresAt   *time.Time
+		respStatus  *int32
+		contentType *string
+		body        []byte
+	)
+	dest := []any{&id, &t.Tenant, &t.KeyHash, &t.Fingerprint, &status, &t.Fence, &t.LeaseOwner, &leaseUntil,
+		&t.Stream, &t.Model, &t.CreatedAt, &t.UpdatedAt, &t.StartedAt, &expiresAt,
+		&t.Usage.PromptTokens, &t.Usage.CompletionTokens, &t.TooLarge, &t.Error,
+		&respStatus, &contentType, &body}
+	if err := row.Scan(append(dest, extra...)...); err != nil {
+		return 0, Task{}, err
+	}
+	t.Status = Status(status)
+	if leaseUntil != nil {
+		t.LeaseUntil = *leaseUntil
+	}
+	if expiresAt != nil {
+		t.ExpiresAt = *expiresAt
+	}
+	if respStatus != nil {
+		t.Response = &Response{Status: int(*respStatus), Body: body}
+		if contentType != nil {
+			t.Response.ContentType = *contentType
+		}
+	}
+	return id, t, nil
+}
+
+// taskName names a task in error messages.
+func taskName(tenant, keyHash string) string { return tenant + "/" + keyHash }
+
+// beginAction is what Begin does with an existing task.
+type beginAction int
+
+const (
+	actRestartExpired beginAction = iota + 1
+	actMismatch
+	actReplay
+	actRestartFailed
+	actTakeOver
+	actInFlight
+)
+
+// decideBegin applies DESIGN.md section 2 to an existing task; both stores
+// use it so their semantics cannot drift apart. expired says the finished
+// task's expiry passed; zombie says the processing task's lease ran out or
+// it outlived max_processing.
+func decideBegin(t Task, fingerprint string, expired, zombie bool) beginAction {
+	switch {
+	case t.Status != StatusProcessing && expired:
+		// The record is due for deletion: the key is free again.
+		return actRestartExpired
+	case t.Fingerprint != fingerprint:
+		return actMismatch
+	case t.Status == StatusCompleted:
+		return actReplay
+	case t.Status == StatusFailed:
+		// Failures are never replayed: a failed LLM call has no effect
+		// but its cost.
+		return actRestartFailed
+	case zombie:
+		return actTakeOver
+	default:
+		return actInFlight
+	}
+}
+
+// mismatched hides the stored response from a request whose body
+// differs: it must not be replayed to it.
+func mismatched(t Task) Task {
+	t.Response = nil
+	return t
+}
+
+// replayable clears what a completed task must not expose.
+func replayable(t Task) Task {
+	if t.TooLarge {
+		t.Response = nil
+	}
+	return t
+}
+
+const (
+	sqlInsertTask = `INSERT INTO tasks (tenant, key_hash, fingerprint, status, fence, lease_owner, lease_until,
+		started_at, created_at, updated_at, stream, model)
+	VALUES ($1, $2, $3, 'processing', 1, $4, now() + $5::bigint * interval '1 microsecond',
+		now(), now(), now(), $6, $7)
+	ON CONFLICT (tenant, key_hash) DO NOTHING
+	RETURNING ` + taskColumns
+
+	// The two booleans are computed by the database so that its clock
+	// alone decides expiry and lease ownership.
+	sqlSelectForBegin = `SELECT ` + taskColumns + `,
+		(expires_at IS NOT NULL AND expires_at < now()),
+		(lease_until < now() OR ($3::bigint > 0 AND started_at < now() - $3::bigint * interval '1 microsecond'))
+	FROM tasks WHERE tenant = $1 AND key_hash = $2`
+
+	// The key expired: the task starts over as if new, with the next
+	// fence (never 1 again, so a long-lost leader of the old task cannot
+	// write into the new one) and without the old attempts.
+	sqlRestartExpired = `WITH u AS (
+		UPDATE tasks SET fence = fence + 1, status = 'processing', fingerprint = $3, stream = $4, model = $5,
+			lease_owner = $6, lease_until = now() + $7::bigint * interval '1 microsecond',
+			started_at = now(), created_at = now(), updated_at = now(), expires_at = NULL,
+			prompt_tokens = 0, completion_tokens = 0, too_large = false, error = '',
+			resp_status = NULL, resp_content_type = NULL, resp_body = NULL
+		WHERE id = $1 AND fence = $2 AND status <> 'processing' AND expires_at < now()
+		RETURNING ` + taskColumns + `
+	), d AS (
+		DELETE FROM attempts WHERE task_id IN (SELECT id FROM u)
+	)
+	SELECT * FROM u`
+
+	sqlRestartFailed = `UPDATE tasks SET fence = fence + 1, status = 'processing', stream = $3, model = $4,
+		lease_owner = $5, lease_until = now() + $6::bigint * interval '1 microsecond',
+		started_at = now(), updated_at = now(), expires_at = NULL, error = ''
+	WHERE id = $1 AND fence = $2 AND status = 'failed'
+	RETURNING ` + taskColumns
+
+	sqlTakeOver = `UPDATE tasks SET fence = fence + 1, lease_owner = $3,
+		lease_until = now() + $4::bigint * interval '1 microsecond', started_at = now(), updated_at = now()
+	WHERE id = $1 AND fence = $2 AND status = 'processing'
+		AND (lease_until < now() OR ($5::bigint > 0 AND started_at < now() - $5::bigint * interval '1 microsecond'))
+	RETURNING ` + taskColumns
+)
+
+// Begin implements Store.
+func (p *Postgres) Begin(ctx context.Context, req BeginRequest) (BeginResult, error) {
+	res, err := p.begin(ctx, req)
+	if err != nil {
+		return BeginResult{}, fmt.Errorf("cannot begin task %q: %w", taskName(req.Tenant, req.KeyHash), err)
+	}
+	return res, nil
+}
+
+func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, error) {
+	lease, maxProc := micros(req.Lease), micros(req.MaxProcessing)
+	for range beginRetries {
+		_, t, err := scanTask(p.pool.QueryRow(ctx, sqlInsertTask,
+			req.Tenant, req.KeyHash, req.Fingerprint, req.Owner, lease, req.Stream, req.Model))
+		if err == nil {
+			return BeginResult{Outcome: OutcomeLeader, Task: t}, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return BeginResult{}, err
+		}
+
+		var expired, zombie bool
+		id, t, err := scanTask(p.pool.QueryRow(ctx, sqlSelectForBegin, req.Tenant, req.KeyHash, maxProc), &expired, &zombie)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // deleted by the reaper since the insert: insert again
+		}
+		if err != nil {
+			return BeginResult{}, err
+		}
+
+		var (
+			row     pgx.Row
+			outcome Outcome
+		)
+		switch decideBegin(t, req.Fingerprint, expired, zombie) {
+		case actMismatch:
+			return BeginResult{Outcome: OutcomeMismatch, Task: mismatched(t)}, nil
+		case actReplay:
+			return BeginResult{Outcome: OutcomeCompleted, Task: replayable(t)}, nil
+		case actInFlight:
+			return BeginResult{Outcome: OutcomeInFlight, Task: t}, nil
+		case actRestartExpired:
+			row = p.pool.QueryRow(ctx, sqlRestartExpired, id, t.Fence,
+				req.Fingerprint, req.Stream, req.Model, req.Owner, lease)
+			outcome = OutcomeLeader
+		case actRestartFailed:
+			row = p.pool.QueryRow(ctx, sqlRestartFailed, id, t.Fence, req.Stream, req.Model, req.Owner, lease)
+			outcome = OutcomeLeader
+		case actTakeOver:
+			row = p.pool.QueryRow(ctx, sqlTakeOver, id, t.Fence, req.Owner, lease, maxProc)
+			outcome = OutcomeReclaimed
+		default:
+			panic("BUG: unknown begin action")
+		}
+		_, t, err = scanTask(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // another gateway changed the row first: look again
+		}
+		if err != nil {
+			return BeginResult{}, err
+		}
+		return BeginResult{Outcome: outcome, Task: t}, nil
+	}
+	return BeginResult{}, fmt.Errorf("the task kept changing under %d attempts to decide", beginRetries)
+}
+
+// fenced turns "no row matched the fence" into ErrFenced.
+func fenced(tag pgconn.CommandTag, err error) error {
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrFenced
+	}
+	return nil
+}
+
+// Heartbeat implements Store.
+func (p *Postgres) Heartbeat(ctx context.Context, tenant, keyHash string, fence int64, lease time.Duration) error {
+	const q = `UPDATE tasks SET lease_until = now() + $4::bigint * interval '1 microsecond', updated_at = now()
+	WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'`
+	if err := fenced(p.pool.Exec(ctx, q, tenant, keyHash, fence, micros(lease))); err != nil {
+		return fmt.Errorf("cannot extend the lease of task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
+	}
+	return nil
+}
+
+// Complete implements Store.
+func (p *Postgres) Complete(ctx context.Context, tenant, keyHash string, fence int64, c Completion) error {
+	const q = `UPDATE tasks SET status = 'completed', lease_owner = '', lease_until = NULL,
+		expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now(),
+		prompt_tokens = $5, completion_tokens = $6, too_large = $7, error = '',
+		resp_status = $8, resp_content_type = $9, resp_body = $10
+	WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'`
+	var (
+		status      *int32
+		contentType *string
+		body        []byte
+	)
+	if !c.TooLarge {
+		s := int32(c.Response.Status)
+		status, contentType = &s, &c.Response.ContentType
+		body = c.Response.Body
+		if body == nil {
+			body = []byte{} // NULL would read back as "no response"
+		}
+	}
+	err := fenced(p.pool.Exec(ctx, q, tenant, keyHash, fence, micros(c.TTL),
+		c.Usage.PromptTokens, c.Usage.CompletionTokens, c.TooLarge, status, contentType, body))
+	if err != nil {
+		return fmt.Errorf("cannot complete task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
+	}
+	return nil
+}
+
+// Fail implements Store.
+func (p *Postgres) Fail(ctx context.Context, tenant, keyHash string, fence int64, reason string, ttl time.Duration) error {
+	const q = `UPDATE tasks SET status = 'failed', lease_owner = '', lease_until = NULL,
+		expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now(), error = $5
+	WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'`
+	if err := fenced(p.pool.Exec(ctx, q, tenant, keyHash, fence, micros(ttl), reason)); err != nil {
+		return fmt.Errorf("cannot fail task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
+	}
+	return nil
+}
+
+// AddAttempt implements Store. N is max(n)+1 of the task; two attempts
+// logged at once race for the same n, and the loser retries.
+func (p *Postgres) AddAttempt(ctx context.Context, tenant, keyHash string, fence int64, a Attempt) error {
+	const q = `INSERT INTO attempts (task_id, n, fence, provider, model, outcome, http_status, error,
+		started_at, duration_ms, prompt_tokens, completion_tokens)
+	SELECT t.id, COALESCE((SELECT max(n) FROM attempts WHERE task_id = t.id), 0) + 1, t.fence,
+		$4, $5, $6, $7, $8, COALESCE($9, now()), $10, $11, $12
+	FROM tasks t
+	WHERE t.tenant = $1 AND t.key_hash = $2 AND t.fence = $3 AND t.status = 'processing'`
+	var startedAt *time.Time
+	if !a.StartedAt.IsZero() {
+		startedAt = &a.StartedAt
+	}
+	var err error
+	for range beginRetries {
+		err = fenced(p.pool.Exec(ctx, q, tenant, keyHash, fence, a.Provider, a.Model, a.Outcome,
+			a.HTTPStatus, a.Error, startedAt, a.DurationMS, a.Usage.PromptTokens, a.Usage.CompletionTokens))
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+			continue // unique_violation on (task_id, n): another attempt took this n
+		}
+		break
+	}
+	if err != nil {
+		return fmt.Errorf("cannot log an attempt of task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
+	}
+	return nil
+}
+
+// Get implements Store.
+func (p *Postgres) Get(ctx context.Context, tenant, keyHash string) (Task, []Attempt, error) {
+	id, t, err := scanTask(p.pool.QueryRow(ctx,
+		`SELECT `+taskColumns+` FROM tasks WHERE tenant = $1 AND key_hash = $2`, tenant, keyHash))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Task{}, nil, fmt.Errorf("cannot get task %q: %w", taskName(tenant, keyHash), ErrNotFound)
+	}
+	if err != nil {
+		return Task{}, nil, fmt.Errorf("cannot get task %q: %w", taskName(tenant, keyHash), err)
+	}
+	const q = `SELECT n, fence, provider, model, outcome, http_status, error, started_at, duration_ms,
+		prompt_tokens, completion_tokens
+	FROM attempts WHERE task_id = $1 ORDER BY n`
+	rows, err := p.pool.Query(ctx, q, id)
+	if err != nil {
+		return Task{}, nil, fmt.Errorf("cannot get the attempts of task %q: %w", taskName(tenant, keyHash), err)
+	}
+	attempts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Attempt, error) {
+		var a Attempt
+		var n, httpStatus int32
+		err := row.Scan(&n, &a.Fence, &a.Provider, &a.Model, &a.Outcome, &httpStatus, &a.Error,
+			&a.StartedAt, &a.DurationMS, &a.Usage.PromptTokens, &a.Usage.CompletionTokens)
+		a.N, a.HTTPStatus = int(n), int(httpStatus)
+		return a, err
+	})
+	if err != nil {
+		return Task{}, nil, fmt.Errorf("cannot get the attempts of task %q: %w", taskName(tenant, keyHash), err)
+	}
+	return replayable(t), attempts, nil
+}
+
+// ReclaimZombies implements Store. A reclaimed task is failed (so the
+// next Begin restarts it) and kept for reclaimedTTL. SKIP LOCKED lets
+// several reapers work side by side without waiting on each other.
+func (p *Postgres) ReclaimZombies(ctx context.Context, maxProcessing time.Duration, limit int) (int, error) {
+	const q = `UPDATE tasks SET status = 'failed', fence = fence + 1, lease_owner = '', lease_until = NULL,
+		error = $3, expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now()
+	WHERE id IN (
+		SELECT id FROM tasks
+		WHERE status = 'processing'
+			AND (lease_until < now() OR ($1::bigint > 0 AND started_at < now() - $1::bigint * interval '1 microsecond'))
+		ORDER BY lease_until
+		LIMIT $2
+		FOR UPDATE SKIP LOCKED
+	) AND status = 'processing'`
+	tag, err := p.pool.Exec(ctx, q, micros(maxProcessing), limit, reclaimedError, micros(reclaimedTTL))
+	if err != nil {
+		return 0, fmt.Errorf("cannot reclaim zombie tasks: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// DeleteExpired implements Store. One short statement per batch, so the
+// reaper never holds a long transaction or a table-wide lock; attempts go
+// with their task (ON DELETE CASCADE).
+func (p *Postgres) DeleteExpired(ctx context.Context, limit int) (int, error) {
+	// The outer conditions re-check the row in case a Begin restarted it
+	// between the sub-select and the delete.
+	const q = `DELETE FROM tasks
+	WHERE id IN (
+		SELECT id FROM tasks
+		WHERE status <> 'processing' AND expires_at < now()
+		ORDER BY expires_at
+		LIMIT $1
+		FOR UPDATE SKIP LOCKED
+	) AND status <> 'processing' AND expires_at < now()`
+	tag, err := p.pool.Exec(ctx, q, limit)
+	if err != nil {
+		return 0, fmt.Errorf("cannot delete expired tasks: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Ping implements Store.
+func (p *Postgres) Ping(ctx context.Context) error {
+	if err := p.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("cannot ping postgres: %w", err)
+	}
+	return nil
+}
+
+// Close implements Store; it waits for borrowed connections to return.
+func (p *Postgres) Close() error {
+	p.pool.Close()
+	return nil
+}

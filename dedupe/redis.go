@@ -1,0 +1,177 @@
+package dedupe
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis implements Locker, Notifier and Live over a go-redis
+// UniversalClient, so a single node, Sentinel or Cluster all work
+// (DESIGN.md section 3). Every key it touches holds exactly one name, so
+// each command and script addresses a single hash slot.
+//
+// Every error of the backend (including a timeout of the caller's context
+// while Redis does not answer) wraps both ErrLockUnavailable and its
+// cause, so that callers can fall back to the record store and count the
+// degraded request.
+type Redis struct {
+	client redis.UniversalClient
+	prefix string
+}
+
+// NewRedis returns a Redis backend whose keys and channels all start with
+// prefix (e.g. "gw:"): locks at prefix+"lock:"+name, wake-ups on the
+// channel prefix+"done:"+name, live streams at prefix+"live:"+name.
+func NewRedis(client redis.UniversalClient, prefix string) *Redis {
+	return &Redis{client: client, prefix: prefix}
+}
+
+// The scripts are immutable (source and hash only); Run tries EVALSHA and
+// falls back to EVAL when the server does not know the script yet.
+var (
+	// extendScript renews the lock only if it still holds our token, so a
+	// holder whose lock expired and was taken cannot steal it back.
+	extendScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+	return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`)
+	// releaseScript deletes the lock only if it still holds our token.
+	releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+	return redis.call('DEL', KEYS[1])
+end
+return 0`)
+)
+
+// lockUnavailable wraps a backend error so that errors.Is finds both
+// ErrLockUnavailable and the cause (e.g. context.DeadlineExceeded).
+func lockUnavailable(verb, name string, err error) error {
+	return fmt.Errorf("cannot %s %q: %w: %w", verb, name, ErrLockUnavailable, err)
+}
+
+// millis converts a ttl to whole milliseconds, at least one: PX and
+// PEXPIRE reject zero, and a sub-millisecond lock is as good as none.
+func millis(ttl time.Duration) int64 {
+	if ms := ttl.Milliseconds(); ms > 0 {
+		return ms
+	}
+	return 1
+}
+
+// TryAcquire implements Locker with SET NX and a random token (go-redis
+// sends PX for sub-second or fractional ttls, EX otherwise).
+func (r *Redis) TryAcquire(ctx context.Context, name string, ttl time.Duration) (Lock, bool, error) {
+	token, err := newLockToken()
+	if err != nil {
+		return nil, false, fmt.Errorf("cannot acquire lock %q: %w", name, err)
+	}
+	key := r.prefix + "lock:" + name
+	ok, err := r.client.SetNX(ctx, key, token, time.Duration(millis(ttl))*time.Millisecond).Result()
+	if err != nil {
+		return nil, false, lockUnavailable("acquire lock", name, err)
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	return &redisLock{r: r, name: name, key: key, token: token}, true, nil
+}
+
+// newLockToken returns 16 random bytes in hex: only the holder knows it,
+// so nobody else can extend or release the lock by accident.
+func newLockToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+type redisLock struct {
+	r     *Redis
+	name  string
+	key   string
+	token string
+}
+
+// Extend implements Lock with a compare-and-extend script.
+func (l *redisLock) Extend(ctx context.Context, ttl time.Duration) (bool, error) {
+	n, err := extendScript.Run(ctx, l.r.client, []string{l.key}, l.token, millis(ttl)).Int64()
+	if err != nil {
+		return false, lockUnavailable("extend lock", l.name, err)
+	}
+	return n == 1, nil
+}
+
+// Release implements Lock with a compare-and-delete script; releasing a
+// lock that was lost is a no-op.
+func (l *redisLock) Release(ctx context.Context) error {
+	if err := releaseScript.Run(ctx, l.r.client, []string{l.key}, l.token).Err(); err != nil {
+		return lockUnavailable("release lock", l.name, err)
+	}
+	return nil
+}
+
+// Subscribe implements Notifier with Redis Pub/Sub. ctx bounds only the
+// subscription's set-up, like a dial: the subscription lasts until the
+// returned function is called, which the caller must do.
+//
+// go-redis pings the subscription's connection and resubscribes after a
+// reconnect; a publish sent while disconnected is lost, which is why
+// waiters must not rely on the wake-up alone (it is best effort).
+func (r *Redis) Subscribe(ctx context.Context, name string) (<-chan struct{}, func(), error) {
+	sub := r.client.Subscribe(ctx, r.prefix+"done:"+name)
+	// Wait for the server's confirmation: a publish sent after Subscribe
+	// returns must reach us.
+	msg, err := sub.Receive(ctx)
+	if err == nil {
+		if s, ok := msg.(*redis.Subscription); !ok || s.Kind != "subscribe" {
+			err = fmt.Errorf("unexpected reply %v", msg)
+		}
+	}
+	if err != nil {
+		_ = sub.Close()
+		return nil, nil, lockUnavailable("subscribe to", name, err)
+	}
+
+	out := make(chan struct{}, 1)
+	// A channel of one is enough: go-redis's goroutine never waits long on
+	// us, because we forward without blocking.
+	msgs := sub.Channel(redis.WithChannelSize(1))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// msgs is closed by sub.Close, which ends this goroutine.
+		for range msgs {
+			select {
+			case out <- struct{}{}:
+			default:
+				// A wake-up is already pending; the waiter re-reads the
+				// record anyway.
+			}
+		}
+	}()
+
+	var once sync.Once
+	cancel := func() {
+		once.Do(func() {
+			_ = sub.Close()
+			<-done
+		})
+	}
+	return out, cancel, nil
+}
+
+// Publish implements Notifier.
+func (r *Redis) Publish(ctx context.Context, name string) error {
+	if err := r.client.Publish(ctx, r.prefix+"done:"+name, "1").Err(); err != nil {
+		return lockUnavailable("publish", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+package dedupe
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Status is a task's state (DESIGN.md section 2).
+type Status string
+
+// Task states.
+const (
+	StatusProcessing Status = "processing"
+	StatusCompleted  Status = "completed"
+	StatusFailed     Status = "failed"
+)
+
+// Store errors.
+var (
+	// ErrFenced is returned when a write carries a fence that is no longer
+	// the task's current one: the caller lost its lease to a take-over.
+	ErrFenced = errors.New("dedupe: stale fence")
+	// ErrNotFound is returned by Get when there is no such task.
+	ErrNotFound = errors.New("dedupe: task not found")
+)
+
+// Response is what a completed task replays.
+type Response struct {
+	// Status is the HTTP status the client got.
+	Status int
+	// ContentType of the body (text/event-stream for streams).
+	ContentType string
+	// Body is the response body; for a stream, the raw SSE transcript as
+	// the upstream sent it (events separated by blank lines).
+	Body []byte
+}
+
+// Usage is the token usage reported by the upstream.
+type Usage struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+}
+
+// Task is the durable record of one idempotent request.
+type Task struct {
+	Tenant      string
+	KeyHash     string // hex sha256 of the idempotency key; the raw key is never stored
+	Fingerprint string // hex sha256 of the canonical request body
+	Status      Status
+	Fence       int64
+	LeaseOwner  string
+	LeaseUntil  time.Time
+	Stream      bool
+	// Model is the route model the client asked for (for metrics on replay).
+	Model     string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// StartedAt is when the current fence began; MaxProcessing counts from it.
+	StartedAt time.Time
+	// ExpiresAt is when a finished task may be deleted (zero while processing).
+	ExpiresAt time.Time
+	Usage     Usage
+	// TooLarge marks a completed task whose response exceeded
+	// max_record_bytes: it is not replayable.
+	TooLarge bool
+	// Error is the last failure reason of a failed task.
+	Error string
+	// Response is set for completed tasks (nil when TooLarge).
+	Response *Response
+}
+
+// Attempt is one upstream call made for a task.
+type Attempt struct {
+	N          int       `json:"n"`
+	Fence      int64     `json:"fence"`
+	Provider   string    `json:"provider"`
+	Model      string    `json:"model"`
+	Outcome    string    `json:"outcome"` // success, timeout, error, rate_limited, skipped
+	HTTPStatus int       `json:"http_status"`
+	Error      string    `json:"error"`
+	StartedAt  time.Time `json:"started_at"`
+	DurationMS int64     `json:"duration_ms"`
+	Usage      Usage     `json:"usage"`
+}
+
+// Outcome says what Begin decided.
+type Outcome int
+
+// Begin outcomes.
+const (
+	// OutcomeLeader: a new task was inserted (fence 1) or a failed or
+	// expired one restarted (fence+1); the caller must call upstream.
+	OutcomeLeader Outcome = iota + 1
+	// OutcomeReclaimed: a zombie (processing, lease expired or past
+	// max_processing) was taken over with fence+1; the caller is leader.
+	OutcomeReclaimed
+	// OutcomeCompleted: the task is completed with the same fingerprint; replay it.
+	OutcomeCompleted
+	// OutcomeInFlight: another leader holds a valid lease.
+	OutcomeInFlight
+	// OutcomeMismatch: the key exists with a different fingerprint; nothing was changed.
+	OutcomeMismatch
+)
+
+// BeginRequest is the input of Store.Begin.
+type BeginRequest struct {
+	Tenant      string
+	KeyHash     string
+	Fingerprint string
+	Stream      bool
+	Model       string
+	// Owner identifies this gateway process (for the lease).
+	Owner string
+	// Lease is how long the leader's lease lasts without a heartbeat.
+	Lease time.Duration
+	// MaxProcessing caps how long one fence may stay processing.
+	MaxProcessing time.Duration
+}
+
+// BeginResult is the output of Store.Begin. Task is the row after the
+// decision (for OutcomeLeader/Reclaimed, Task.Fence is the caller's fence).
+type BeginResult struct {
+	Outcome Outcome
+	Task    Task
+}
+
+// Completion is what a leader stores when its task succeeded.
+type Completion struct {
+	Response Response
+	Usage    Usage
+	TooLarge bool
+	// TTL is how long the completed task is kept (key_ttl).
+	TTL time.Duration
+}
+
+// Store is the durable record store, the source of truth for
+// deduplication. Every method is safe for concurrent use across
+// processes sharing the same backing database; every write of a leader
+// carries its fence and returns ErrFenced when it is stale.
+type Store interface {
+	// Begin atomically inserts a processing task or decides what to do
+	// with the existing one (see Outcome).
+	Begin(ctx context.Context, req BeginRequest) (BeginResult, error)
+	// Heartbeat extends the lease of a processing task held at fence.
+	Heartbeat(ctx context.Context, tenant, keyHash string, fence int64, lease time.Duration) error
+	// Complete stores the response and marks the task completed.
+	Complete(ctx context.Context, tenant, keyHash string, fence int64, c Completion) error
+	// Fail marks the task failed; the next Begin restarts it with fence+1.
+	Fail(ctx context.Context, tenant, keyHash string, fence int64, reason string, ttl time.Duration) error
+	// AddAttempt logs one upstream attempt of the task at fence (N is assigned by the store).
+	AddAttempt(ctx context.Context, tenant, keyHash string, fence int64, a Attempt) error
+	// Get returns the task and its attempts in order, or ErrNotFound.
+	Get(ctx context.Context, tenant, keyHash string) (Task, []Attempt, error)
+	// ReclaimZombies fails up to limit processing tasks whose lease ran
+	// out or which outlived maxProcessing, bumping their fence so the old
+	// worker's late writes are refused. It returns how many it reclaimed.
+	ReclaimZombies(ctx context.Context, maxProcessing time.Duration, limit int) (int, error)
+	// DeleteExpired deletes up to limit finished tasks (and their
+	// attempts) whose expiry has passed, and returns how many.
+	DeleteExpired(ctx context.Context, limit int) (int, error)
+	// Ping checks that the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}

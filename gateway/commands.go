@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/idemgw/gateway/config"
+	"github.com/idemgw/gateway/dedupe"
+	"github.com/idemgw/gateway/upstreams/upstreamtest"
+)
+
+// configFlag parses -config for a command.
+func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "gateway.yaml", "path of the config file")
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	return *path, true
+}
+
+// cmdCheck validates the config and prints it with secrets redacted.
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("check", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	out, err := cfg.Redacted()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	_, _ = stdout.Write(out)
+	return 0
+}
+
+// cmdMigrate applies the Postgres migrations.
+func cmdMigrate(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("migrate", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if cfg.Store.Kind != "postgres" {
+		fmt.Fprintln(stdout, "store.kind is", cfg.Store.Kind, "- the embedded store needs no migrations")
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := dedupe.Migrate(ctx, cfg.Store.URL); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "migrations applied")
+	return 0
+}
+
+// cmdReap runs one reaper pass, for operators who prefer a timer.
+func cmdReap(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("reap", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer store.Close()
+	coord := dedupe.NewCoordinator(store, nil, coordinatorOptions(cfg))
+	reclaimed, expired, err := coord.Reap(ctx)
+	fmt.Fprintf(stdout, "reclaimed %d zombie tasks, deleted %d expired tasks\n", reclaimed, expired)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// cmdFakeUpstream runs the fake OpenAI-compatible server until SIGINT/SIGTERM.
+func cmdFakeUpstream(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("fake-upstream", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:9000", "address to listen on")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	srv, err := upstreamtest.Listen(*listen)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "fake upstream listening on", srv.URL)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	_ = srv.Close()
+	return 0
+}

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/redis/go-redis/v9"
+	"github.com/valyala/fasthttp"
+
+	"github.com/idemgw/gateway/config"
+	"github.com/idemgw/gateway/dedupe"
+	"github.com/idemgw/gateway/routes"
+	"github.com/idemgw/gateway/upstreams"
+)
+
+// app is one running gateway: its stores, server and background work.
+type app struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	store  dedupe.Store
+	redis  redis.UniversalClient
+	coord  *dedupe.Coordinator
+	umet   *upstreams.Metrics
+	server *routes.Server
+	http   *fasthttp.Server
+	set    *metrics.Set // the app's own series (reloads)
+
+	reloadMu   sync.Mutex
+	stopReaper context.CancelFunc
+	reaperDone chan struct{}
+}
+
+// newApp opens the stores and builds the server of cfg.
+func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
+	a := &app{cfg: cfg, log: newLogger(cfg.Log, logOut), umet: upstreams.NewMetrics(), set: metrics.NewSet()}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := routes.NewState(cfg, a.umet)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Dedupe.IsEnabled() {
+		if a.store, err = openStore(ctx, cfg); err != nil {
+			return nil, err
+		}
+		var backend interface {
+			dedupe.Locker
+			dedupe.Notifier
+			dedupe.Live
+		}
+		if cfg.Lock.Kind == "redis" {
+			a.redis = newRedis(cfg.Lock.Redis)
+			backend = dedupe.NewRedis(a.redis, cfg.Lock.Redis.KeyPrefix)
+		}
+		a.coord = dedupe.NewCoordinator(a.store, backend, coordinatorOptions(cfg))
+	}
+	a.server = routes.NewServer(st, a.coord, a.log, a.ready)
+	a.http = &fasthttp.Server{
+		Handler:            a.handler(),
+		Name:               "idempotent-llm-gateway",
+		MaxRequestBodySize: cfg.MaxBodyBytes,
+		ReadTimeout:        2 * time.Minute,
+		IdleTimeout:        2 * time.Minute,
+		// fasthttp answers oversize bodies and malformed requests itself;
+		// this keeps those answers in OpenAI's error shape.
+		ErrorHandler:                  routes.TransportError,
+		NoDefaultServerHeader:         true,
+		DisableHeaderNamesNormalizing: false,
+		CloseOnShutdown:               true,
+	}
+	return a, nil
+}
+
+// handler adds /metrics in front of the API.
+func (a *app) handler() fasthttp.RequestHandler {
+	api := a.server.Handler()
+	return func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/metrics" {
+			ctx.SetContentType("text/plain; version=0.0.4")
+			a.writeMetrics(ctx)
+			return
+		}
+		api(ctx)
+	}
+}
+
+// writeMetrics writes every component's series plus Go and process metrics.
+func (a *app) writeMetrics(w io.Writer) {
+	a.server.Metrics().WritePrometheus(w)
+	a.umet.Set().WritePrometheus(w)
+	if a.coord != nil {
+		a.coord.Metrics().WritePrometheus(w)
+	}
+	a.set.WritePrometheus(w)
+	metrics.WriteProcessMetrics(w)
+}
+
+// ready checks the record store (and Redis when used) for /readyz.
+func (a *app) ready(ctx context.Context) error {
+	if a.store != nil {
+		if err := a.store.Ping(ctx); err != nil {
+			return fmt.Errorf("record store: %w", err)
+		}
+	}
+	if a.redis != nil {
+		if err := a.redis.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+	}
+	return nil
+}
+
+// serve runs the server on ln and the background reaper until shutdown.
+func (a *app) serve(ln net.Listener) error {
+	if a.coord != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		a.stopReaper, a.reaperDone = cancel, make(chan struct{})
+		go func() {
+			defer close(a.reaperDone)
+			a.coord.RunReaper(ctx, a.cfg.Dedupe.ReapInterval, func(r, e int, err error) {
+				if err != nil {
+					a.log.Warn("reaper pass failed", "error", err.Error())
+					return
+				}
+				a.log.Info("reaper pass", "reclaimed", r, "expired", e)
+			})
+		}()
+	}
+	return a.http.Serve(ln)
+}
+
+// shutdown stops accepting, lets in-flight requests finish within the
+// context's bound, then closes the stores.
+func (a *app) shutdown(ctx context.Context) error {
+	err := a.http.ShutdownWithContext(ctx)
+	if a.stopReaper != nil {
+		a.stopReaper()
+		<-a.reaperDone
+	}
+	a.close()
+	return err
+}
+
+func (a *app) close() {
+	if a.store != nil {
+		_ = a.store.Close()
+	}
+	if a.redis != nil {
+		_ = a.redis.Close()
+	}
+}
+
+// reload re-reads the config file; a valid one replaces providers, routes
+// and auth for the next requests, an invalid one is logged and ignored.
+// Store, lock and listen changes need a restart.
+func (a *app) reload() error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	cfg, err := config.Load(a.cfg.Path)
+	if err == nil {
+		var st *routes.State
+		if st, err = routes.NewState(cfg, a.umet); err == nil {
+			a.server.Swap(st)
+			a.set.GetOrCreateCounter(`gateway_config_reloads_total{result="success"}`).Inc()
+			a.log.Info("config reloaded", "path", a.cfg.Path, "routes", len(cfg.Routes), "providers", len(cfg.Providers))
+			for _, w := range cfg.Warnings() {
+				a.log.Warn("config warning", "warning", w)
+			}
+			return nil
+		}
+	}
+	a.set.GetOrCreateCounter(`gateway_config_reloads_total{result="failure"}`).Inc()
+	a.log.Error("config reload rejected; keeping the running config", "path", a.cfg.Path, "error", err.Error())
+	return err
+}
+
+// cmdServe runs the gateway until SIGTERM or SIGINT; SIGHUP reloads.
+func cmdServe(args []string, stderr io.Writer) int {
+	path, ok := configFlag("serve", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	a, err := newApp(cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "cannot start:", err)
+		return 1
+	}
+	for _, w := range cfg.Warnings() {
+		a.log.Warn("config warning", "warning", w)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		a.close()
+		fmt.Fprintf(stderr, "cannot listen on %q: %v\n", cfg.Listen, err)
+		return 1
+	}
+	a.log.Info("gateway listening", "addr", ln.Addr().String(), "version", version, "store", cfg.Store.Kind, "lock", cfg.Lock.Kind)
+	errc := make(chan error, 1)
+	go func() { errc <- a.serve(ln) }()
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	for {
+		select {
+		case err := <-errc:
+			a.log.Error("server stopped", "error", err)
+			return 1
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				_ = a.reload()
+				continue
+			}
+			a.log.Info("shutting down", "signal", s.String(), "timeout", cfg.ShutdownTimeout.String())
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			err := a.shutdown(ctx)
+			cancel()
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				a.log.Error("shutdown", "error", err.Error())
+			}
+			a.log.Info("stopped")
+			return 0
+		}
+	}
+}
+
+// openStore opens the configured record store.
+func openStore(ctx context.Context, cfg *config.Config) (dedupe.Store, error) {
+	switch cfg.Store.Kind {
+	case "postgres":
+		return dedupe.OpenPostgres(ctx, cfg.Store.URL, cfg.Store.Migrate == "auto")
+	default:
+		return dedupe.OpenEmbedded(cfg.Store.Path)
+	}
+}
+
+func newRedis(c config.Redis) redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:      c.Addrs,
+		MasterName: c.MasterName,
+		Password:   c.Password,
+		DB:         c.DB,
+		// Redis only makes the gateway fast: fail quickly and degrade to
+		// the record store rather than stall requests.
+		DialTimeout:  500 * time.Millisecond,
+		ReadTimeout:  time.Second,
+		WriteTimeout: time.Second,
+		MaxRetries:   1,
+	})
+}
+
+func coordinatorOptions(cfg *config.Config) dedupe.Options {
+	d := cfg.Dedupe
+	return dedupe.Options{
+		Owner: owner(), Lease: d.Lease, MaxProcessing: d.MaxProcessing, KeyTTL: d.KeyTTL,
+		WaitTimeout: d.WaitTimeout, Reject: d.OnInProgress == "reject", MaxRecordBytes: d.MaxRecordBytes,
+		ReapBatch: d.ReapBatch,
+	}
+}
+
+// owner names this process in leases: host, pid and a random suffix.
+func owner() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return strings.Join([]string{host, strconv.Itoa(os.Getpid()), hex.EncodeToString(b[:])}, ":")
+}
+
+// newLogger builds the request logger of the log config.
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

@@ -1,0 +1,108 @@
+// Package routes holds the OpenAI-compatible HTTP handlers: auth, request
+// parsing, the idempotency decision and the relay of upstream answers.
+package routes
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+)
+
+// APIError is an error a handler returns to be written as OpenAI's error
+// JSON ({"error":{"message","type","param","code"}}) with Status.
+type APIError struct {
+	Status  int
+	Type    string
+	Code    string
+	Param   string
+	Message string
+	// Headers are extra response headers (Retry-After and the like).
+	Headers map[string]string
+	// Cause is logged, never shown to the client.
+	Cause error
+}
+
+func (e *APIError) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("%d %s: %s: %v", e.Status, e.Code, e.Message, e.Cause)
+	}
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+}
+
+func (e *APIError) Unwrap() error { return e.Cause }
+
+// errorf builds an APIError; the type follows from the status as in
+// OpenAI's API.
+func errorf(status int, code, format string, args ...any) *APIError {
+	t := "invalid_request_error"
+	switch {
+	case status == fasthttp.StatusUnauthorized:
+		t = "authentication_error"
+	case status >= 500:
+		t = "api_error"
+	}
+	return &APIError{Status: status, Type: t, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// errorBody renders OpenAI's error shape.
+func errorBody(e *APIError) []byte {
+	type inner struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    *string `json:"code"`
+	}
+	in := inner{Message: e.Message, Type: e.Type}
+	if e.Param != "" {
+		in.Param = &e.Param
+	}
+	if e.Code != "" {
+		in.Code = &e.Code
+	}
+	b, _ := json.Marshal(struct {
+		Error inner `json:"error"`
+	}{in})
+	return b
+}
+
+// writeError writes e as the whole response.
+func writeError(ctx *fasthttp.RequestCtx, e *APIError) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(e.Status)
+	ctx.SetContentType("application/json")
+	for k, v := range e.Headers {
+		ctx.Response.Header.Set(k, v)
+	}
+	ctx.SetBody(errorBody(e))
+}
+
+// sseError renders an error as one SSE event, the way OpenAI reports
+// errors inside a stream, so SDKs raise instead of seeing a clean end.
+func sseError(code, message string) []byte {
+	b := errorBody(&APIError{Type: "api_error", Code: code, Message: message})
+	return append([]byte("data: "), b...)
+}
+
+// retryHeaders tell OpenAI SDKs to back off and retry on their own
+// (they read x-should-retry, then retry-after-ms, then Retry-After).
+func retryHeaders(after int) map[string]string {
+	return map[string]string{
+		"Retry-After":    strconv.Itoa(max(1, after/1000)),
+		"retry-after-ms": strconv.Itoa(after),
+		"x-should-retry": "true",
+	}
+}
+
+// TransportError is the fasthttp.Server ErrorHandler: errors fasthttp
+// meets before a handler runs (an oversize body, a malformed request)
+// still get OpenAI's error shape.
+func TransportError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		writeError(ctx, errorf(413, "request_too_large", "request body is over the gateway's max_body_bytes"))
+		return
+	}
+	writeError(ctx, errorf(400, "bad_request", "cannot read the request: %v", err))
+}

@@ -1,0 +1,181 @@
+package routes
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/idemgw/gateway/config"
+	"github.com/idemgw/gateway/dedupe"
+	"github.com/idemgw/gateway/upstreams"
+)
+
+// proxied is one parsed API request, copied out of the RequestCtx so that
+// goroutines and stream writers may keep it after the handler returns.
+type proxied struct {
+	path   string
+	body   []byte
+	model  string
+	stream bool
+	chain  *upstreams.Chain
+	// key is the idempotency key used (sent or derived); "" = no dedupe.
+	key string
+	req dedupe.Request
+	// from is the index of the first event to send (Last-Event-ID).
+	from int
+}
+
+// proxy handles the four POST endpoints.
+func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
+	cfg := c.st.Config
+	body := ctx.PostBody()
+	if len(body) > cfg.MaxBodyBytes {
+		return errorf(413, "request_too_large", "request body is %d bytes, over the limit of %d", len(body), cfg.MaxBodyBytes)
+	}
+	p := &proxied{path: c.path, body: bytes.Clone(body)}
+	model, present, isString, err := upstreams.StringField(p.body, "model")
+	switch {
+	case err != nil:
+		return errorf(400, "invalid_json", "request body is not a JSON object: %v", err)
+	case !present:
+		return &APIError{Status: 400, Type: "invalid_request_error", Code: "missing_model", Param: "model", Message: "you must provide a model parameter"}
+	case !isString || model == "":
+		return &APIError{Status: 400, Type: "invalid_request_error", Code: "invalid_model", Param: "model", Message: "model must be a non-empty string"}
+	}
+	p.model = model
+	if p.stream, err = upstreams.BoolField(p.body, "stream"); err != nil {
+		return errorf(400, "invalid_json", "request body is not valid JSON: %v", err)
+	}
+	p.chain = c.st.Registry.ChainFor(model)
+	if p.chain == nil {
+		return &APIError{Status: 404, Type: "invalid_request_error", Code: "model_not_found", Param: "model",
+			Message: "the model " + strconv.Quote(model) + " does not exist on this gateway"}
+	}
+	c.route = p.chain.Route.Model
+	if err := s.decideKey(ctx, c, p); err != nil {
+		return err
+	}
+	if p.key == "" {
+		c.outcome = "off"
+		return s.lead(ctx, c, p, nil)
+	}
+	ctx.Response.Header.Set("Idempotency-Key", p.key)
+	if id := ctx.Request.Header.Peek("Last-Event-ID"); len(id) > 0 {
+		n, err := strconv.Atoi(string(bytes.TrimSpace(id)))
+		if err != nil || n < 0 {
+			return &APIError{Status: 400, Type: "invalid_request_error", Code: "invalid_last_event_id", Message: "Last-Event-ID must be an event number sent by this gateway"}
+		}
+		p.from = n
+	}
+	return s.dedupe(ctx, c, p)
+}
+
+// decideKey validates the body and sets the idempotency key, the
+// fingerprint and the key hash (DESIGN.md section 2).
+func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error {
+	d := c.st.Config.Dedupe
+	sent := ctx.Request.Header.Peek("Idempotency-Key")
+	var key string
+	if len(sent) > 0 {
+		k, err := dedupe.ParseKey(sent)
+		if err != nil {
+			return &APIError{Status: 400, Type: "invalid_request_error", Code: "idempotency_key_invalid", Message: err.Error()}
+		}
+		key = k
+	} else if d.RequireKey && d.IsEnabled() {
+		return errorf(400, "idempotency_key_missing", "this gateway requires an Idempotency-Key header")
+	}
+	dedupeOn := d.IsEnabled() && s.coord != nil && (key != "" || d.Derive != "off")
+	if !dedupeOn {
+		if !json.Valid(p.body) {
+			return errorf(400, "invalid_json", "request body is not valid JSON")
+		}
+		return nil
+	}
+	canon, err := dedupe.Canonical(nil, p.body, nil)
+	if err != nil {
+		return errorf(400, "invalid_json", "request body is not valid JSON: %v", err)
+	}
+	if key == "" {
+		if d.Derive == "retries" && dedupe.RetryCount(ctx.Request.Header.Peek("x-stainless-retry-count")) == 0 {
+			// A first try: recorded so its SDK retries find it, but never
+			// deduplicated against another first try ("regenerate").
+			p.req.Fresh = true
+		}
+		derived := canon
+		if len(d.DeriveFields) > 0 {
+			if derived, err = dedupe.Canonical(nil, p.body, d.DeriveFields); err != nil {
+				return errorf(400, "invalid_json", "request body is not valid JSON: %v", err)
+			}
+		}
+		key = dedupe.DeriveKey(p.path, derived, d.DeriveWindow, s.now())
+	}
+	p.key = key
+	p.req.Tenant = c.tenant
+	p.req.KeyHash = dedupe.HashKey(c.tenant, key)
+	p.req.Fingerprint = dedupe.Fingerprint(append([]byte(p.path+"\n"), canon...))
+	p.req.Stream = p.stream
+	p.req.Model = c.route
+	c.keyHash = p.req.KeyHash
+	return nil
+}
+
+// dedupe asks the coordinator what to do and does it.
+func (s *Server) dedupe(ctx *fasthttp.RequestCtx, c *call, p *proxied) error {
+	cfg := c.st.Config
+	t, err := s.coord.Begin(context.Background(), p.req)
+	switch {
+	case errors.Is(err, dedupe.ErrMismatch):
+		c.outcome = "mismatch"
+		e := errorf(422, "idempotency_key_mismatch", "this Idempotency-Key was already used with a different request body")
+		e.Headers = map[string]string{"x-should-retry": "false"}
+		return e
+	case errors.Is(err, dedupe.ErrInProgress):
+		c.outcome = "conflict"
+		e := errorf(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still being processed; retry later")
+		e.Headers = retryHeaders(int(cfg.Dedupe.Lease.Milliseconds() / 3))
+		return e
+	case errors.Is(err, dedupe.ErrTooLarge):
+		c.outcome = "conflict"
+		e := errorf(409, "idempotency_response_too_large", "the response for this Idempotency-Key was larger than max_record_bytes and cannot be replayed; send a new key for a new generation")
+		e.Headers = map[string]string{"x-should-retry": "false"}
+		return e
+	case errors.Is(err, dedupe.ErrStore):
+		if cfg.Dedupe.OnStoreError == "open" {
+			c.outcome = "bypassed"
+			s.coord.Count("bypassed")
+			c.err = err
+			return s.lead(ctx, c, p, nil)
+		}
+		return &APIError{Status: 503, Type: "api_error", Code: "store_unavailable",
+			Message: "the idempotency record store is unavailable; nothing was sent upstream", Cause: err,
+			Headers: retryHeaders(1000)}
+	case err != nil:
+		return err
+	}
+	switch t.Kind {
+	case dedupe.KindReplay:
+		c.outcome = "replayed"
+		return s.replay(ctx, c, p, t)
+	case dedupe.KindJoin:
+		c.outcome = "joined"
+		return s.join(ctx, c, p, t)
+	}
+	c.outcome = "new"
+	if t.Reclaimed {
+		c.outcome = "reclaimed"
+	}
+	return s.lead(ctx, c, p, t)
+}
+
+// upstreamRequest is the chain input for p.
+func upstreamRequest(p *proxied) upstreams.Request {
+	return upstreams.Request{Path: p.path, Body: p.body, Model: p.model, Stream: p.stream, IdempotencyKey: p.key}
+}
+
+// detach reports whether the upstream call outlives the client.
+func detach(cfg *config.Config) bool { return cfg.Dedupe.Detach() }

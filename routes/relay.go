@@ -1,0 +1,292 @@
+package routes
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/idemgw/gateway/dedupe"
+	"github.com/idemgw/gateway/upstreams"
+)
+
+// lead calls the upstream chain and answers; with a ticket it records the
+// attempts and the outcome (a nil ticket means no deduplication).
+func (s *Server) lead(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.Ticket) error {
+	upCtx, cancel := context.WithCancel(context.Background())
+	res, err := p.chain.Do(upCtx, upstreamRequest(p))
+	c.attempts, c.provider = len(res.Attempts), res.Provider
+	if t != nil {
+		ctx.Response.Header.Set("Idempotent-Replayed", "false")
+	}
+	if err == nil && res.Stream != nil {
+		s.leadStream(ctx, c, p, t, res, cancel)
+		return nil
+	}
+	defer cancel()
+	s.recordAttempts(t, res.Attempts)
+	if err != nil {
+		s.fail(t, err.Error())
+		return chainError(err, len(res.Attempts))
+	}
+	setUpstreamHeaders(ctx, res)
+	ctx.SetStatusCode(res.Status)
+	ctx.SetContentTypeBytes([]byte(res.ContentType))
+	ctx.SetBody(res.Body)
+	c.usage = dedupe.Usage{PromptTokens: res.Usage.PromptTokens, CompletionTokens: res.Usage.CompletionTokens}
+	if t == nil {
+		return nil
+	}
+	if res.Status < 200 || res.Status > 299 {
+		s.fail(t, fmt.Sprintf("upstream %s answered %d", res.Provider, res.Status))
+		return nil
+	}
+	if err := t.Complete(context.Background(), dedupe.Response{Status: res.Status, ContentType: res.ContentType, Body: res.Body}, c.usage); err != nil {
+		c.err = fmt.Errorf("cannot record the completed task: %w", err)
+	}
+	return nil
+}
+
+func setUpstreamHeaders(ctx *fasthttp.RequestCtx, res *upstreams.Result) {
+	if res.Provider != "" {
+		ctx.Response.Header.Set("X-Gateway-Provider", res.Provider)
+	}
+	ctx.Response.Header.Set("X-Gateway-Attempts", strconv.Itoa(len(res.Attempts)))
+}
+
+// chainError is the client's answer when every target failed: the last
+// upstream 5xx, 504 after a timeout, else 502 (DESIGN.md section 5).
+func chainError(err error, attempts int) *APIError {
+	status := 502
+	var ue *upstreams.Error
+	if errors.As(err, &ue) {
+		switch {
+		case ue.Status >= 500:
+			status = ue.Status
+		case ue.Timeout:
+			status = 504
+		}
+	}
+	e := errorf(status, "upstream_failed", "all %d upstream attempts failed; last: %v", attempts, err)
+	e.Cause = err
+	e.Headers = map[string]string{"X-Gateway-Attempts": strconv.Itoa(attempts)}
+	return e
+}
+
+// leadStream relays a stream. With a ticket, a pump goroutine reads the
+// upstream to the end and records every event, and the client reads the
+// pump's live stream: a client that leaves does not stop the pump
+// (detach_on_disconnect), so a retry replays instead of paying again.
+func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.Ticket, res *upstreams.Result, cancel context.CancelFunc) {
+	setUpstreamHeaders(ctx, res)
+	ctx.SetStatusCode(res.Status)
+	ctx.SetContentTypeBytes([]byte(res.ContentType))
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	c.streaming = true
+	if t == nil {
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			defer c.finish()
+			defer cancel()
+			c.status = res.Status
+			s.relayDirect(w, c, res)
+		})
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.pump(c, t, res, cancel)
+	}()
+	detached := detach(c.st.Config)
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		c.status = res.Status
+		fctx, stop := context.WithCancel(context.Background())
+		evs, _ := t.Follow(fctx, p.from)
+		gone := writeEvents(w, evs, p.from, nil)
+		stop()
+		if gone && !detached {
+			cancel()
+		}
+		// The log line carries the attempts and usage of the whole stream.
+		<-done
+		c.finish()
+	})
+}
+
+// pump reads the upstream stream to its end into the ticket.
+func (s *Server) pump(c *call, t *dedupe.Ticket, res *upstreams.Result, cancel context.CancelFunc) {
+	defer cancel()
+	var cut error
+	for {
+		ev, err := res.Stream.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			cut = err
+			break
+		}
+		t.Publish(ev)
+	}
+	u := res.Stream.Usage()
+	c.usage = dedupe.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens}
+	s.recordAttempts(t, res.Attempts)
+	if cut != nil {
+		s.fail(t, cut.Error())
+		c.err = cut
+		return
+	}
+	if err := t.Complete(context.Background(), dedupe.Response{Status: res.Status, ContentType: res.ContentType}, c.usage); err != nil {
+		c.err = fmt.Errorf("cannot record the completed stream: %w", err)
+	}
+}
+
+// relayDirect relays a stream that is not recorded.
+func (s *Server) relayDirect(w *bufio.Writer, c *call, res *upstreams.Result) {
+	defer res.Stream.Close()
+	for {
+		ev, err := res.Stream.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			c.err = err
+			_, _ = w.Write(sseError("stream_interrupted", "the upstream stream was interrupted: "+err.Error()))
+			_, _ = w.WriteString("\n\n")
+			_ = w.Flush()
+			return
+		}
+		_, _ = w.Write(ev)
+		_, _ = w.WriteString("\n\n")
+		if w.Flush() != nil {
+			return // client gone; nothing is recorded, so stop paying
+		}
+	}
+	u := res.Stream.Usage()
+	c.usage = dedupe.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens}
+}
+
+// writeEvents writes live events to the client, numbering them with SSE
+// ids (index+1) so Last-Event-ID can resume, and flushing each one. It
+// reports whether the client went away. seen, when set, sees each event.
+func writeEvents(w *bufio.Writer, evs <-chan dedupe.LiveEvent, from int, seen func([]byte)) (gone bool) {
+	n := from
+	for ev := range evs {
+		if ev.End {
+			if ev.Err != "" {
+				_, _ = w.Write(sseError("stream_interrupted", "the stream failed: "+ev.Err))
+				_, _ = w.WriteString("\n\n")
+			}
+			return w.Flush() != nil
+		}
+		n++
+		if seen != nil {
+			seen(ev.Data)
+		}
+		writeEvent(w, ev.Data, n)
+		if w.Flush() != nil {
+			return true
+		}
+	}
+	// The live stream ended without its end marker (backend gone).
+	_, _ = w.Write(sseError("stream_interrupted", "the live stream was lost"))
+	_, _ = w.WriteString("\n\n")
+	return w.Flush() != nil
+}
+
+func writeEvent(w *bufio.Writer, data []byte, id int) {
+	_, _ = w.Write(data)
+	_, _ = w.WriteString("\nid: ")
+	_, _ = w.WriteString(strconv.Itoa(id))
+	_, _ = w.WriteString("\n\n")
+}
+
+// recordAttempts stores the chain's attempts under the ticket's fence.
+func (s *Server) recordAttempts(t *dedupe.Ticket, as []upstreams.Attempt) {
+	if t == nil {
+		return
+	}
+	for _, a := range as {
+		_ = t.AddAttempt(context.Background(), dedupe.Attempt{
+			Provider: a.Provider, Model: a.Model, Outcome: a.Outcome, HTTPStatus: a.HTTPStatus, Error: a.Error,
+			StartedAt: a.Start, DurationMS: a.Duration.Milliseconds(),
+			Usage: dedupe.Usage{PromptTokens: a.Usage.PromptTokens, CompletionTokens: a.Usage.CompletionTokens},
+		})
+	}
+}
+
+func (s *Server) fail(t *dedupe.Ticket, reason string) {
+	if t != nil {
+		_ = t.Fail(context.Background(), reason)
+	}
+}
+
+// replay answers with a completed task's stored response, byte for byte.
+func (s *Server) replay(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.Ticket) error {
+	r := t.Task.Response
+	c.usage = t.Task.Usage
+	ctx.Response.Header.Set("Idempotent-Replayed", "true")
+	ctx.SetStatusCode(r.Status)
+	ctx.SetContentType(r.ContentType)
+	if !t.Task.Stream {
+		ctx.SetBody(r.Body)
+		return nil
+	}
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	c.streaming = true
+	evs := dedupe.SplitEvents(r.Body)
+	from := p.from
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer c.finish()
+		c.status = r.Status
+		for i := from; i < len(evs); i++ {
+			writeEvent(w, evs[i], i+1)
+			if w.Flush() != nil {
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// join streams a running task's events to a duplicate request.
+func (s *Server) join(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.Ticket) error {
+	ctx.Response.Header.Set("Idempotent-Replayed", "true")
+	ctx.SetStatusCode(200)
+	ctx.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	c.streaming = true
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer c.finish()
+		c.status = 200
+		var u upstreams.Usage
+		n := p.from
+		jctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		err := s.coord.Join(jctx, p.req, t, p.from, func(ev dedupe.LiveEvent) error {
+			if ev.End {
+				if ev.Err != "" {
+					_, _ = w.Write(sseError("stream_interrupted", "the stream failed: "+ev.Err))
+					_, _ = w.WriteString("\n\n")
+				}
+				return w.Flush()
+			}
+			n++
+			if pu, ok := upstreams.ParseUsage(upstreams.SSEData(ev.Data)); ok {
+				u = pu
+			}
+			writeEvent(w, ev.Data, n)
+			return w.Flush()
+		})
+		if err != nil {
+			c.err = err
+		}
+		c.usage = dedupe.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens}
+		s.coord.CountSaved(p.req.Model, c.usage)
+	})
+	return nil
+}

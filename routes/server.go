@@ -1,0 +1,245 @@
+package routes
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/idemgw/gateway/config"
+	"github.com/idemgw/gateway/dedupe"
+	"github.com/idemgw/gateway/upstreams"
+)
+
+// State is what a config reload replaces: the config and the clients and
+// chains built from it. Requests take one State at their start and keep it.
+type State struct {
+	Config   *config.Config
+	Registry *upstreams.Registry
+	keys     []clientKey
+}
+
+// NewState builds the request-path state of a validated config.
+func NewState(cfg *config.Config, m *upstreams.Metrics) (*State, error) {
+	reg, err := upstreams.NewRegistry(cfg, m)
+	if err != nil {
+		return nil, err
+	}
+	return &State{Config: cfg, Registry: reg, keys: authKeys(cfg.Auth)}, nil
+}
+
+// Server serves the gateway's HTTP surface (DESIGN.md section 5).
+type Server struct {
+	state  atomic.Pointer[State]
+	coord  *dedupe.Coordinator
+	log    *slog.Logger
+	set    *metrics.Set
+	ready  func(ctx context.Context) error
+	now    func() time.Time
+	inflig *metrics.Gauge
+	active atomic.Int64
+}
+
+// NewServer returns a server on its first state. coord may be nil when
+// dedupe is disabled; ready checks the stores for /readyz.
+func NewServer(st *State, coord *dedupe.Coordinator, log *slog.Logger, ready func(ctx context.Context) error) *Server {
+	s := &Server{coord: coord, log: log, set: metrics.NewSet(), ready: ready, now: time.Now}
+	s.state.Store(st)
+	s.inflig = s.set.NewGauge(`gateway_inflight_requests`, func() float64 { return float64(s.active.Load()) })
+	return s
+}
+
+// Swap installs a new state (config reload); requests already running
+// keep the state they started with.
+func (s *Server) Swap(st *State) { s.state.Store(st) }
+
+// State returns the current state.
+func (s *Server) State() *State { return s.state.Load() }
+
+// Metrics returns the request-level metric set.
+func (s *Server) Metrics() *metrics.Set { return s.set }
+
+// call is what the gateway knows about one request, for the response
+// headers, the metrics and the one log line written when it ends.
+type call struct {
+	s         *Server
+	st        *State
+	id        string
+	start     time.Time
+	path      string
+	tenant    string
+	route     string
+	keyHash   string
+	outcome   string
+	provider  string
+	attempts  int
+	status    int
+	usage     dedupe.Usage
+	err       error
+	streaming bool // the response is written later by a body stream writer
+}
+
+type handlerFunc func(ctx *fasthttp.RequestCtx, c *call) error
+
+// Handler is the server's one fasthttp.RequestHandler.
+func (s *Server) Handler() fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		c := &call{s: s, st: s.state.Load(), id: requestID(ctx), start: s.now(), path: string(ctx.Path()), route: "none"}
+		ctx.Response.Header.Set("X-Request-Id", c.id)
+		h := s.route(ctx, c)
+		if h == nil {
+			return
+		}
+		s.active.Add(1)
+		err := h(ctx, c)
+		if err != nil {
+			var ae *APIError
+			if !errors.As(err, &ae) {
+				ae = &APIError{Status: 500, Type: "api_error", Code: "internal_error", Message: "internal error", Cause: err}
+			}
+			c.err = err
+			writeError(ctx, ae)
+			ctx.Response.Header.Set("X-Request-Id", c.id)
+		}
+		if !c.streaming {
+			c.status = ctx.Response.StatusCode()
+			c.finish()
+		}
+	}
+}
+
+// route picks the handler; unmetered endpoints are served inline.
+func (s *Server) route(ctx *fasthttp.RequestCtx, c *call) handlerFunc {
+	path := c.path
+	switch path {
+	case "/healthz":
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"status":"ok"}`)
+		return nil
+	case "/readyz":
+		s.readyz(ctx)
+		return nil
+	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses":
+		if !ctx.IsPost() {
+			return methodNotAllowed("POST")
+		}
+		return s.authed(s.proxy)
+	case "/v1/models":
+		if !ctx.IsGet() {
+			return methodNotAllowed("GET")
+		}
+		return s.authed(s.models)
+	}
+	if len(path) > len("/admin/tasks/") && path[:len("/admin/tasks/")] == "/admin/tasks/" {
+		if !ctx.IsGet() {
+			return methodNotAllowed("GET")
+		}
+		return s.adminTask
+	}
+	return func(ctx *fasthttp.RequestCtx, c *call) error {
+		return errorf(404, "not_found", "unknown path %q", c.path)
+	}
+}
+
+func methodNotAllowed(allow string) handlerFunc {
+	return func(ctx *fasthttp.RequestCtx, c *call) error {
+		e := errorf(405, "method_not_allowed", "method %s is not allowed on %s; use %s", ctx.Method(), c.path, allow)
+		e.Headers = map[string]string{"Allow": allow}
+		return e
+	}
+}
+
+// authed resolves the tenant before h runs.
+func (s *Server) authed(h handlerFunc) handlerFunc {
+	return func(ctx *fasthttp.RequestCtx, c *call) error {
+		if c.st.Config.Auth.Mode == "none" {
+			c.tenant = "default"
+			return h(ctx, c)
+		}
+		tenant, ok := tenantFor(ctx, c.st.keys)
+		if !ok {
+			return errorf(401, "invalid_api_key", "missing or invalid API key: send Authorization: Bearer <key>")
+		}
+		c.tenant = tenant
+		return h(ctx, c)
+	}
+}
+
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	if s.ready != nil {
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := s.ready(rctx); err != nil {
+			writeError(ctx, errorf(503, "not_ready", "not ready: %v", err))
+			return
+		}
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"status":"ready"}`)
+}
+
+// finish writes the metrics and the one log line of the request.
+func (c *call) finish() {
+	s := c.s
+	s.active.Add(-1)
+	d := time.Since(c.start)
+	s.set.GetOrCreateCounter(`gateway_requests_total{route=` + strconv.Quote(c.route) + `,code="` + strconv.Itoa(c.status) + `"}`).Inc()
+	s.set.GetOrCreatePrometheusHistogram(`gateway_request_duration_seconds{route=` + strconv.Quote(c.route) + `}`).Update(d.Seconds())
+	level := slog.LevelInfo
+	if c.status >= 500 {
+		level = slog.LevelError
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", c.id),
+		slog.String("path", c.path),
+		slog.String("tenant", c.tenant),
+		slog.String("route", c.route),
+		slog.String("key_hash", shortHash(c.keyHash)),
+		slog.String("dedupe", c.outcome),
+		slog.String("provider", c.provider),
+		slog.Int("attempts", c.attempts),
+		slog.Int("status", c.status),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.Int64("prompt_tokens", c.usage.PromptTokens),
+		slog.Int64("completion_tokens", c.usage.CompletionTokens),
+	}
+	if c.err != nil {
+		attrs = append(attrs, slog.String("error", c.err.Error()))
+	}
+	s.log.LogAttrs(context.Background(), level, "request", attrs...)
+}
+
+// shortHash logs a prefix of the key hash: enough to correlate with
+// /admin/tasks, nothing that helps guess the key.
+func shortHash(h string) string {
+	if len(h) > 16 {
+		return h[:16]
+	}
+	return h
+}
+
+// requestID reuses a sane client X-Request-Id or makes one.
+func requestID(ctx *fasthttp.RequestCtx) string {
+	if id := ctx.Request.Header.Peek("X-Request-Id"); len(id) > 0 && len(id) <= 128 && printable(id) {
+		return string(id)
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}

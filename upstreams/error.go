@@ -1,0 +1,52 @@
+// Package upstreams calls OpenAI-compatible providers: one client per
+// provider, a chain that tries a route's targets in order, and the record
+// of every attempt.
+package upstreams
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Attempt outcomes (DESIGN.md section 3), also used as metric labels.
+const (
+	OutcomeSuccess     = "success"
+	OutcomeTimeout     = "timeout"
+	OutcomeError       = "error"
+	OutcomeRateLimited = "rate_limited"
+	OutcomeSkipped     = "skipped"
+)
+
+// Error is a failed upstream call. Status is the upstream HTTP status (0
+// when none answered); Body is the upstream's error body, returned to the
+// client as is for a final 4xx.
+type Error struct {
+	Provider  string
+	Status    int
+	Retryable bool
+	Timeout   bool
+	Connect   bool
+	Body      []byte
+	Err       error
+}
+
+func (e *Error) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("provider %q answered %d: %v", e.Provider, e.Status, e.Err)
+	}
+	return fmt.Sprintf("provider %q: %v", e.Provider, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Sentinel causes.
+var (
+	// ErrNoAPIKey: the provider has no api_key configured.
+	ErrNoAPIKey = errors.New("upstreams: provider has no api_key configured")
+	// ErrStreamCut: the upstream ended a stream without its terminating event.
+	ErrStreamCut = errors.New("upstreams: stream ended before [DONE]")
+	// ErrFirstByteTimeout: no byte arrived within first_byte_timeout.
+	ErrFirstByteTimeout = errors.New("upstreams: first byte timeout")
+	// ErrAttemptTimeout: the whole attempt ran past its timeout.
+	ErrAttemptTimeout = errors.New("upstreams: attempt timeout")
+)

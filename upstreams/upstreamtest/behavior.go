@@ -1,0 +1,164 @@
+package upstreamtest
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Defaults applied to the zero values of Behavior fields.
+const (
+	// DefaultChunks is the number of content chunks a stream sends when Behavior.Chunks is 0.
+	DefaultChunks = 5
+	// DefaultPromptTokens is the prompt token count reported when Behavior.PromptTokens is 0.
+	DefaultPromptTokens = 10
+	// SlowDelay is the first-byte delay of the "slow" model-name convention.
+	SlowDelay = 2 * time.Second
+	// StreamCutAfter is the number of chunks the "stream-cut" model-name convention sends before dropping the connection.
+	StreamCutAfter = 3
+	// StreamCutInterval is the pause between chunks of the "stream-cut" model-name convention.
+	StreamCutInterval = 50 * time.Millisecond
+)
+
+// Behavior scripts how the server answers calls for one upstream model.
+//
+// The zero value answers 200 with DefaultChunks chunks and no delay.
+type Behavior struct {
+	// Status, when set and not 2xx, is answered with an OpenAI error JSON
+	// {"error":{"message","type","param","code"}}. 0 means 200.
+	Status int
+	// FirstByteDelay is how long to wait before sending the response headers.
+	FirstByteDelay time.Duration
+	// Hang makes the server never answer: the handler blocks until the
+	// client goes away or the server is closed, then drops the connection.
+	Hang bool
+	// Chunks is the number of content chunks of a stream. 0 means DefaultChunks.
+	Chunks int
+	// Interval is the pause between two content chunks of a stream.
+	Interval time.Duration
+	// DropAfter, when > 0, aborts the connection after this many content
+	// chunks (or after the last one, when it is >= Chunks): no finish chunk,
+	// no usage, no [DONE] and a broken chunked encoding, as a crashed
+	// upstream would leave it. A non-stream answer is cut after half its body.
+	DropAfter int
+	// Content is the non-stream content, and the text split across stream
+	// chunks. Empty means a deterministic default (see StreamText and ContentFor).
+	Content string
+	// PromptTokens is the reported prompt token count. 0 means DefaultPromptTokens.
+	PromptTokens int
+	// CompletionTokens is the reported completion token count. 0 means the
+	// number of chunks for a stream, or the number of words of the content otherwise.
+	CompletionTokens int
+}
+
+// conventionFor returns the behavior implied by a model name, for demos
+// that cannot call SetBehavior (for example the fake-upstream CLI).
+func conventionFor(model string) (Behavior, bool) {
+	switch model {
+	case "fail-400":
+		return Behavior{Status: 400}, true
+	case "fail-429":
+		return Behavior{Status: 429}, true
+	case "fail-500":
+		return Behavior{Status: 500}, true
+	case "fail-502":
+		return Behavior{Status: 502}, true
+	case "fail-503":
+		return Behavior{Status: 503}, true
+	case "hang":
+		return Behavior{Hang: true}, true
+	case "slow":
+		return Behavior{FirstByteDelay: SlowDelay}, true
+	case "stream-cut":
+		return Behavior{DropAfter: StreamCutAfter, Interval: StreamCutInterval}, true
+	}
+	return Behavior{}, false
+}
+
+func (b Behavior) chunks() int {
+	if b.Chunks <= 0 {
+		return DefaultChunks
+	}
+	return b.Chunks
+}
+
+func (b Behavior) promptTokens() int {
+	if b.PromptTokens <= 0 {
+		return DefaultPromptTokens
+	}
+	return b.PromptTokens
+}
+
+func (b Behavior) status() int {
+	if b.Status == 0 {
+		return 200
+	}
+	return b.Status
+}
+
+// dropPoint returns after how many content chunks a stream is cut, or -1 when it is never cut.
+func (b Behavior) dropPoint() int {
+	if b.DropAfter <= 0 {
+		return -1
+	}
+	return min(b.DropAfter, b.chunks())
+}
+
+// streamPieces returns the delta texts of the content chunks of a stream.
+func streamPieces(b Behavior) []string {
+	n := b.chunks()
+	pieces := make([]string, n)
+	if b.Content == "" {
+		for i := range pieces {
+			pieces[i] = fmt.Sprintf("tok%d ", i)
+		}
+		return pieces
+	}
+	// Split on rune boundaries so that every delta stays valid UTF-8.
+	runes := []rune(b.Content)
+	for i := range pieces {
+		pieces[i] = string(runes[i*len(runes)/n : (i+1)*len(runes)/n])
+	}
+	return pieces
+}
+
+// StreamText returns the exact concatenation of the delta texts that a
+// complete stream answered with behavior b carries, so that tests can
+// compare what a client received.
+func StreamText(b Behavior) string {
+	if b.Content != "" {
+		return b.Content
+	}
+	var sb strings.Builder
+	for i := range b.chunks() {
+		fmt.Fprintf(&sb, "tok%d ", i)
+	}
+	return sb.String()
+}
+
+// ContentFor returns the content of a non-stream answer with behavior b
+// for the given upstream model (the choice's message content, text or
+// output_text). The default names the model, so that tests can tell which
+// target of a fallback chain answered.
+func ContentFor(b Behavior, model string) string {
+	if b.Content != "" {
+		return b.Content
+	}
+	return "fake reply from " + model + ": " + strings.TrimSuffix(StreamText(b), " ")
+}
+
+// nonStreamCompletionTokens returns the completion tokens reported by a non-stream answer with the given content.
+func (b Behavior) nonStreamCompletionTokens(content string) int {
+	if b.CompletionTokens > 0 {
+		return b.CompletionTokens
+	}
+	return len(strings.Fields(content))
+}
+
+// streamCompletionTokens returns the completion tokens reported by a stream.
+func (b Behavior) streamCompletionTokens() int {
+	if b.CompletionTokens > 0 {
+		return b.CompletionTokens
+	}
+	return b.chunks()
+}
