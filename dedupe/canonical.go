@@ -2,8 +2,10 @@ package dedupe
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -41,126 +43,158 @@ const maxDepth = 10000
 // members named in fields are kept (dedupe.derive_fields); the rest of the
 // body is still validated.
 //
-// It is a single pass over the body with no tree: output is written as the
-// input is read, and only an object whose members are out of order (or
-// filtered) is rearranged, using dst's spare capacity as scratch space.
+// There is no document tree. A first pass validates the body and records,
+// for each object only, its members (offsets into the body) in sorted
+// order; a second pass writes the output, following that order inside
+// objects and the body's order everywhere else. Each byte is written once,
+// so the cost stays linear however deeply reordered objects are nested
+// (moving output around at each level would be quadratic in the depth).
 func Canonical(dst, body []byte, fields []string) ([]byte, error) {
-	// One allocation up front covers typical request bodies (a chat request
-	// has a few dozen members open at once at most); member holds no
-	// pointers, so it is cheap for the GC.
-	s := scanner{body: body, fields: fields, members: make([]member, 0, 32)}
-	out, err := s.value(dst)
-	if err != nil {
+	if len(body) > math.MaxInt32 {
+		// Offsets are int32 to halve the bookkeeping; request bodies are
+		// limited to megabytes long before this.
+		return dst, fmt.Errorf("%w: body of %d bytes is too large", ErrBodyInvalid, len(body))
+	}
+	// Sized for a typical chat request so that the slices are allocated
+	// once, not grown a dozen times; all three hold no pointers.
+	p := parser{
+		body:    body,
+		fields:  fields,
+		open:    make([]openMember, 0, 32),
+		objects: make([]object, 0, 32),
+		sorted:  make([]member, 0, 64),
+	}
+	if err := p.value(); err != nil {
 		return dst, err
 	}
-	s.skipSpace()
-	if s.pos < len(s.body) {
-		return dst, s.fail("trailing data after the JSON value")
+	p.skipSpace()
+	if p.pos < len(body) {
+		return dst, p.fail("trailing data after the JSON value")
 	}
-	return out, nil
+	w := writer{body: body, objects: p.objects, members: p.sorted}
+	dst, _ = w.value(dst, 0)
+	return dst, nil
 }
 
-// scanner holds the state of one Canonical call.
-type scanner struct {
+// parser is the first pass of Canonical: strict validation, and the sorted
+// member order of every object.
+type parser struct {
 	body   []byte
 	pos    int
 	depth  int
 	fields []string
-	// members is a stack shared by the objects being parsed: each object
-	// owns members[base:] while it is open, and pops them when it closes.
-	members []member
-	// unescaped holds the unescaped form of keys that had escapes, which
-	// are rare; it is a stack like members.
+	// open is a stack shared by the objects being parsed: each object owns
+	// open[base:] while it is open and pops them when it closes.
+	open []openMember
+	// unescaped holds the unescaped form of keys that had escapes (rare),
+	// used for sorting; a stack like open.
 	unescaped []byte
+	// objects lists every object in the order of its '{' in the body, so
+	// the second pass finds one by binary search.
+	objects []object
+	// sorted holds the kept members of every object in canonical order;
+	// an object owns sorted[first:first+n].
+	sorted []member
 }
 
-// member is one parsed object member. It holds offsets rather than slices
-// so that sorting moves no pointers (no GC write barriers) and the members
-// stack can live in a pointer-free allocation.
+// object is an object of the body.
+type object struct {
+	open, end int32 // offsets of its '{' and just after its '}'
+	first, n  int32 // its members in parser.sorted
+}
+
+// member is an object member as the second pass needs it. It holds
+// offsets, not slices, so sorting moves no pointers and the arrays cost
+// the garbage collector nothing to scan.
 type member struct {
-	// keyStart and keyEnd delimit the unescaped key, in the body when the
-	// key had no escapes, in scanner.unescaped otherwise (inUnescaped).
-	// Members are sorted by it.
-	keyStart, keyEnd int
-	// start and end delimit the member's canonical `"key":value` in dst.
-	start, end int
-	// inUnescaped tells where the key is, see keyStart.
-	inUnescaped bool
+	keyStart, keyEnd int32 // raw key, between its quotes
+	value            int32 // offset of the value
+	escaped          bool  // the raw key has escapes to re-encode
+}
+
+// openMember is a member of an object still being parsed.
+type openMember struct {
+	member
+	// sortStart and sortEnd delimit the unescaped key: in the body (the
+	// raw key itself) when it had no escapes, in parser.unescaped otherwise.
+	sortStart, sortEnd int32
 	// drop marks a top-level member that fields did not select.
 	drop bool
 }
 
-// key returns the unescaped key of m.
-func (s *scanner) key(m *member) []byte {
-	if m.inUnescaped {
-		return s.unescaped[m.keyStart:m.keyEnd]
+func (p *parser) sortKey(m *openMember) []byte {
+	if m.escaped {
+		return p.unescaped[m.sortStart:m.sortEnd]
 	}
-	return s.body[m.keyStart:m.keyEnd]
+	return p.body[m.sortStart:m.sortEnd]
 }
 
-func (s *scanner) fail(what string) error {
-	return fmt.Errorf("%w: %s at offset %d", ErrBodyInvalid, what, s.pos)
+func (p *parser) fail(what string) error {
+	return fmt.Errorf("%w: %s at offset %d", ErrBodyInvalid, what, p.pos)
 }
 
-func (s *scanner) unexpected() error {
-	if s.pos >= len(s.body) {
-		return s.fail("unexpected end of input")
+func (p *parser) unexpected() error {
+	if p.pos >= len(p.body) {
+		return p.fail("unexpected end of input")
 	}
-	return s.fail(fmt.Sprintf("unexpected %q", s.body[s.pos:s.pos+1]))
+	return p.fail(fmt.Sprintf("unexpected %q", p.body[p.pos:p.pos+1]))
+}
+
+func (p *parser) skipSpace() {
+	p.pos = skipSpace(p.body, p.pos)
 }
 
 // skipSpace skips the four whitespace bytes of RFC 8259 section 2.
-func (s *scanner) skipSpace() {
-	for s.pos < len(s.body) {
-		switch s.body[s.pos] {
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
 		case ' ', '\t', '\n', '\r':
-			s.pos++
+			i++
 		default:
-			return
+			return i
 		}
 	}
+	return i
 }
 
-func (s *scanner) value(dst []byte) ([]byte, error) {
-	s.skipSpace()
-	if s.pos >= len(s.body) {
-		return dst, s.unexpected()
+func (p *parser) value() error {
+	p.skipSpace()
+	if p.pos >= len(p.body) {
+		return p.unexpected()
 	}
-	switch c := s.body[s.pos]; {
+	switch c := p.body[p.pos]; {
 	case c == '{':
-		return s.object(dst)
+		return p.object()
 	case c == '[':
-		return s.array(dst)
+		return p.array()
 	case c == '"':
-		dst, _, err := s.str(dst)
-		return dst, err
+		_, err := p.str()
+		return err
 	case c == 't':
-		return s.literal(dst, "true")
+		return p.literal("true")
 	case c == 'f':
-		return s.literal(dst, "false")
+		return p.literal("false")
 	case c == 'n':
-		return s.literal(dst, "null")
-	case c == '-' || '0' <= c && c <= '9':
-		return s.number(dst)
+		return p.literal("null")
+	case c == '-' || isDigit(c):
+		return p.number()
 	}
-	return dst, s.unexpected()
+	return p.unexpected()
 }
 
-func (s *scanner) literal(dst []byte, lit string) ([]byte, error) {
-	if len(s.body)-s.pos < len(lit) || string(s.body[s.pos:s.pos+len(lit)]) != lit {
-		return dst, s.fail("invalid literal, want " + lit)
+func (p *parser) literal(lit string) error {
+	if len(p.body)-p.pos < len(lit) || string(p.body[p.pos:p.pos+len(lit)]) != lit {
+		return p.fail("invalid literal, want " + lit)
 	}
-	s.pos += len(lit)
-	return append(dst, lit...), nil
+	p.pos += len(lit)
+	return nil
 }
 
-// number checks the grammar of RFC 8259 section 6 and copies the number
-// verbatim. What may follow it is the caller's business, so "01" fails
-// there, on the unexpected '1'.
-func (s *scanner) number(dst []byte) ([]byte, error) {
-	b := s.body
-	start := s.pos
-	i := start
+// number checks the grammar of RFC 8259 section 6. What may follow a
+// number is the caller's business, so "01" fails there, on the '1'.
+func (p *parser) number() error {
+	b := p.body
+	i := p.pos
 	if b[i] == '-' {
 		i++
 	}
@@ -170,14 +204,14 @@ func (s *scanner) number(dst []byte) ([]byte, error) {
 	case i < len(b) && '1' <= b[i] && b[i] <= '9':
 		i = skipDigits(b, i)
 	default:
-		s.pos = i
-		return dst, s.fail("invalid number: want a digit")
+		p.pos = i
+		return p.fail("invalid number: want a digit")
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
 		if i == len(b) || !isDigit(b[i]) {
-			s.pos = i
-			return dst, s.fail("invalid number: want a digit after '.'")
+			p.pos = i
+			return p.fail("invalid number: want a digit after '.'")
 		}
 		i = skipDigits(b, i)
 	}
@@ -187,13 +221,13 @@ func (s *scanner) number(dst []byte) ([]byte, error) {
 			i++
 		}
 		if i == len(b) || !isDigit(b[i]) {
-			s.pos = i
-			return dst, s.fail("invalid number: want a digit in the exponent")
+			p.pos = i
+			return p.fail("invalid number: want a digit in the exponent")
 		}
 		i = skipDigits(b, i)
 	}
-	s.pos = i
-	return append(dst, b[start:i]...), nil
+	p.pos = i
+	return nil
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
@@ -205,43 +239,298 @@ func skipDigits(b []byte, i int) int {
 	return i
 }
 
-// str reads the string at s.pos and appends its canonical encoding. It
-// reports whether the string had escapes, i.e. whether its raw bytes differ
-// from its unescaped bytes.
-func (s *scanner) str(dst []byte) ([]byte, bool, error) {
-	b := s.body
-	i := s.pos + 1
-	run := i // start of bytes copied verbatim
-	escaped := false
-	dst = append(dst, '"')
-	for i < len(b) {
-		c := b[i]
-		switch {
+// str validates the string at p.pos and reports whether it has escapes.
+func (p *parser) str() (escaped bool, err error) {
+	b := p.body
+	for i := p.pos + 1; i < len(b); {
+		switch c := b[i]; {
 		case c == '"':
-			dst = append(dst, b[run:i]...)
-			s.pos = i + 1
-			return append(dst, '"'), escaped, nil
+			p.pos = i + 1
+			return escaped, nil
 		case c == '\\':
-			dst = append(dst, b[run:i]...)
-			r, n := readEscape(b, i)
+			_, n := readEscape(b, i)
 			if n == 0 {
-				s.pos = i
-				return dst, false, s.fail("invalid escape in string")
+				p.pos = i
+				return false, p.fail("invalid escape in string")
 			}
-			dst = appendCanonicalRune(dst, r)
 			i += n
-			run = i
 			escaped = true
 		case c < 0x20:
 			// RFC 8259 section 7: control characters must be escaped.
-			s.pos = i
-			return dst, false, s.fail(fmt.Sprintf("control character 0x%02x in string", c))
+			p.pos = i
+			return false, p.fail(fmt.Sprintf("control character 0x%02x in string", c))
 		default:
 			i++
 		}
 	}
-	s.pos = i
-	return dst, false, s.fail("unterminated string")
+	p.pos = len(b)
+	return false, p.fail("unterminated string")
+}
+
+func (p *parser) array() error {
+	if p.depth++; p.depth > maxDepth {
+		return p.fail(fmt.Sprintf("nesting deeper than %d", maxDepth))
+	}
+	p.pos++ // '['
+	p.skipSpace()
+	if p.pos < len(p.body) && p.body[p.pos] == ']' {
+		p.pos++
+		p.depth--
+		return nil
+	}
+	for {
+		if err := p.value(); err != nil {
+			return err
+		}
+		p.skipSpace()
+		if p.pos >= len(p.body) {
+			return p.unexpected()
+		}
+		switch p.body[p.pos] {
+		case ',':
+			p.pos++
+		case ']':
+			p.pos++
+			p.depth--
+			return nil
+		default:
+			return p.unexpected()
+		}
+	}
+}
+
+func (p *parser) object() error {
+	if p.depth++; p.depth > maxDepth {
+		return p.fail(fmt.Sprintf("nesting deeper than %d", maxDepth))
+	}
+	selecting := p.depth == 1 && len(p.fields) > 0
+	idx := len(p.objects)
+	p.objects = append(p.objects, object{open: int32(p.pos)})
+	p.pos++ // '{'
+	base, unescapedBase := len(p.open), len(p.unescaped)
+	p.skipSpace()
+	if p.pos < len(p.body) && p.body[p.pos] == '}' {
+		p.pos++
+	} else {
+		if err := p.members(selecting); err != nil {
+			return err
+		}
+	}
+	if err := p.arrange(idx, base); err != nil {
+		return err
+	}
+	p.objects[idx].end = int32(p.pos)
+	p.open = p.open[:base]
+	p.unescaped = p.unescaped[:unescapedBase]
+	p.depth--
+	return nil
+}
+
+// members parses the members of a non-empty object, up to its '}'.
+func (p *parser) members(selecting bool) error {
+	for {
+		p.skipSpace()
+		if p.pos >= len(p.body) {
+			return p.unexpected()
+		}
+		if p.body[p.pos] != '"' {
+			return p.fail(fmt.Sprintf("unexpected %q, want an object key", p.body[p.pos:p.pos+1]))
+		}
+		var m openMember
+		m.keyStart = int32(p.pos + 1)
+		escaped, err := p.str()
+		if err != nil {
+			return err
+		}
+		m.keyEnd = int32(p.pos - 1)
+		m.escaped = escaped
+		m.sortStart, m.sortEnd = m.keyStart, m.keyEnd
+		if escaped {
+			m.sortStart = int32(len(p.unescaped))
+			p.unescaped = appendUnescaped(p.unescaped, p.body[m.keyStart:m.keyEnd])
+			m.sortEnd = int32(len(p.unescaped))
+		}
+		p.skipSpace()
+		if p.pos >= len(p.body) {
+			return p.unexpected()
+		}
+		if p.body[p.pos] != ':' {
+			return p.fail(fmt.Sprintf("unexpected %q, want ':'", p.body[p.pos:p.pos+1]))
+		}
+		p.pos++
+		p.skipSpace()
+		m.value = int32(p.pos)
+		if err := p.value(); err != nil {
+			return err
+		}
+		m.drop = selecting && !selected(p.fields, p.sortKey(&m))
+		p.open = append(p.open, m)
+		p.skipSpace()
+		if p.pos >= len(p.body) {
+			return p.unexpected()
+		}
+		switch p.body[p.pos] {
+		case ',':
+			p.pos++
+		case '}':
+			p.pos++
+			return nil
+		default:
+			return p.unexpected()
+		}
+	}
+}
+
+func selected(fields []string, key []byte) bool {
+	for _, f := range fields {
+		if f == string(key) {
+			return true
+		}
+	}
+	return false
+}
+
+// arrange sorts the members of object idx (open[base:]), rejects duplicate
+// keys, and records the kept members in p.sorted.
+func (p *parser) arrange(idx, base int) error {
+	ms := p.open[base:]
+	inOrder := true
+	for i := 1; i < len(ms) && inOrder; i++ {
+		inOrder = bytes.Compare(p.sortKey(&ms[i-1]), p.sortKey(&ms[i])) < 0
+	}
+	if !inOrder {
+		// Not stable, which does not matter: equal keys are an error below.
+		slices.SortFunc(ms, func(a, b openMember) int { return bytes.Compare(p.sortKey(&a), p.sortKey(&b)) })
+		for i := 1; i < len(ms); i++ {
+			if k := p.sortKey(&ms[i]); bytes.Equal(p.sortKey(&ms[i-1]), k) {
+				return fmt.Errorf("%w: duplicate key %q in the object at offset %d", ErrBodyInvalid, clip(k), p.objects[idx].open)
+			}
+		}
+	}
+	o := &p.objects[idx]
+	o.first = int32(len(p.sorted))
+	for i := range ms {
+		if !ms[i].drop {
+			p.sorted = append(p.sorted, ms[i].member)
+		}
+	}
+	o.n = int32(len(p.sorted)) - o.first
+	return nil
+}
+
+// clip shortens a key quoted in an error message, so a hostile body cannot
+// turn one error into a megabyte of log.
+func clip(key []byte) []byte {
+	const maxShown = 64
+	if len(key) > maxShown {
+		return key[:maxShown]
+	}
+	return key
+}
+
+// writer is the second pass of Canonical. The body is known to be valid,
+// so it only looks for where tokens end.
+type writer struct {
+	body    []byte
+	objects []object
+	members []member
+}
+
+// value appends the canonical form of the value at pos (whitespace allowed
+// before it) and returns the offset just after the value.
+func (w *writer) value(dst []byte, pos int) ([]byte, int) {
+	b := w.body
+	pos = skipSpace(b, pos)
+	switch b[pos] {
+	case '{':
+		i, found := slices.BinarySearchFunc(w.objects, int32(pos), func(o object, pos int32) int { return cmp.Compare(o.open, pos) })
+		if !found {
+			panic("BUG: the first pass did not record an object")
+		}
+		o := w.objects[i]
+		dst = append(dst, '{')
+		for j, m := range w.members[o.first : o.first+o.n] {
+			if j > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, b[m.keyStart:m.keyEnd], m.escaped)
+			dst = append(dst, ':')
+			dst, _ = w.value(dst, int(m.value))
+		}
+		return append(dst, '}'), int(o.end)
+	case '[':
+		dst = append(dst, '[')
+		pos = skipSpace(b, pos+1)
+		if b[pos] == ']' {
+			return append(dst, ']'), pos + 1
+		}
+		for {
+			dst, pos = w.value(dst, pos)
+			pos = skipSpace(b, pos)
+			if b[pos] == ']' {
+				return append(dst, ']'), pos + 1
+			}
+			dst = append(dst, ',')
+			pos++ // ','
+		}
+	case '"':
+		end, escaped := stringEnd(b, pos)
+		return appendString(dst, b[pos+1:end-1], escaped), end
+	case 't', 'n':
+		return append(dst, b[pos:pos+4]...), pos + 4
+	case 'f':
+		return append(dst, b[pos:pos+5]...), pos + 5
+	}
+	end := pos + 1
+	for end < len(b) && (isDigit(b[end]) || b[end] == '.' || b[end] == 'e' || b[end] == 'E' || b[end] == '+' || b[end] == '-') {
+		end++
+	}
+	return append(dst, b[pos:end]...), end
+}
+
+// stringEnd returns the offset after the closing quote of the valid string
+// at pos, and whether it has escapes. Long prompts are the bulk of a
+// request, so it jumps from quote to quote with bytes.IndexByte.
+func stringEnd(b []byte, pos int) (end int, escaped bool) {
+	for i := pos + 1; ; {
+		q := i + bytes.IndexByte(b[i:], '"')
+		bs := bytes.IndexByte(b[i:q], '\\')
+		if bs < 0 {
+			return q + 1, escaped
+		}
+		// Skip the backslash and the byte after it, which may be a quote;
+		// the rest of a \uXXXX escape is hex digits.
+		escaped = true
+		i += bs + 2
+	}
+}
+
+// appendString appends the canonical form of a valid string's raw content.
+func appendString(dst, raw []byte, escaped bool) []byte {
+	dst = append(dst, '"')
+	if !escaped {
+		// Raw bytes need no escape in the canonical form: the first pass
+		// refused raw control characters, and '"' and '\' cannot occur raw.
+		dst = append(dst, raw...)
+		return append(dst, '"')
+	}
+	run := 0
+	for i := 0; i < len(raw); {
+		if raw[i] != '\\' {
+			i++
+			continue
+		}
+		dst = append(dst, raw[run:i]...)
+		r, n := readEscape(raw, i)
+		if n == 0 {
+			panic("BUG: appendString called on an invalid string")
+		}
+		dst = appendCanonicalRune(dst, r)
+		i += n
+		run = i
+	}
+	dst = append(dst, raw[run:]...)
+	return append(dst, '"')
 }
 
 // readEscape decodes the escape starting at b[i] == '\\' and returns the
@@ -336,8 +625,8 @@ func appendCanonicalRune(dst []byte, r rune) []byte {
 }
 
 // appendUnescaped appends the unescaped bytes of the raw content of a
-// string already validated by str. A lone surrogate becomes its 3-byte WTF-8
-// form, which is only used to order and compare keys.
+// string already validated. A lone surrogate becomes its 3-byte WTF-8 form,
+// which is only used to order and compare keys.
 func appendUnescaped(out, raw []byte) []byte {
 	for i := 0; i < len(raw); {
 		if raw[i] != '\\' {
@@ -357,176 +646,4 @@ func appendUnescaped(out, raw []byte) []byte {
 		i += n
 	}
 	return out
-}
-
-func (s *scanner) array(dst []byte) ([]byte, error) {
-	if s.depth++; s.depth > maxDepth {
-		return dst, s.fail(fmt.Sprintf("nesting deeper than %d", maxDepth))
-	}
-	s.pos++ // '['
-	dst = append(dst, '[')
-	s.skipSpace()
-	if s.pos < len(s.body) && s.body[s.pos] == ']' {
-		s.pos++
-		s.depth--
-		return append(dst, ']'), nil
-	}
-	for {
-		var err error
-		if dst, err = s.value(dst); err != nil {
-			return dst, err
-		}
-		s.skipSpace()
-		if s.pos >= len(s.body) {
-			return dst, s.unexpected()
-		}
-		switch s.body[s.pos] {
-		case ',':
-			s.pos++
-			dst = append(dst, ',')
-		case ']':
-			s.pos++
-			s.depth--
-			return append(dst, ']'), nil
-		default:
-			return dst, s.unexpected()
-		}
-	}
-}
-
-func (s *scanner) object(dst []byte) ([]byte, error) {
-	if s.depth++; s.depth > maxDepth {
-		return dst, s.fail(fmt.Sprintf("nesting deeper than %d", maxDepth))
-	}
-	selecting := s.depth == 1 && len(s.fields) > 0
-	bodyOpen := s.pos
-	s.pos++ // '{'
-	open := len(dst)
-	dst = append(dst, '{')
-	base, unescapedBase := len(s.members), len(s.unescaped)
-	s.skipSpace()
-	if s.pos < len(s.body) && s.body[s.pos] == '}' {
-		s.pos++
-		s.depth--
-		return append(dst, '}'), nil
-	}
-	for {
-		s.skipSpace()
-		if s.pos >= len(s.body) || s.body[s.pos] != '"' {
-			if s.pos >= len(s.body) {
-				return dst, s.unexpected()
-			}
-			return dst, s.fail(fmt.Sprintf("unexpected %q, want an object key", s.body[s.pos:s.pos+1]))
-		}
-		if len(s.members) > base {
-			dst = append(dst, ',')
-		}
-		m := member{start: len(dst)}
-		rawStart := s.pos + 1
-		var escaped bool
-		var err error
-		if dst, escaped, err = s.str(dst); err != nil {
-			return dst, err
-		}
-		m.keyStart, m.keyEnd = rawStart, s.pos-1
-		if escaped {
-			m.keyStart = len(s.unescaped)
-			s.unescaped = appendUnescaped(s.unescaped, s.body[rawStart:s.pos-1])
-			m.keyEnd = len(s.unescaped)
-			m.inUnescaped = true
-		}
-		s.skipSpace()
-		if s.pos >= len(s.body) || s.body[s.pos] != ':' {
-			if s.pos >= len(s.body) {
-				return dst, s.unexpected()
-			}
-			return dst, s.fail(fmt.Sprintf("unexpected %q, want ':'", s.body[s.pos:s.pos+1]))
-		}
-		s.pos++
-		dst = append(dst, ':')
-		if dst, err = s.value(dst); err != nil {
-			return dst, err
-		}
-		m.end = len(dst)
-		m.drop = selecting && !selected(s.fields, s.key(&m))
-		s.members = append(s.members, m)
-		s.skipSpace()
-		if s.pos >= len(s.body) {
-			return dst, s.unexpected()
-		}
-		if s.body[s.pos] == ',' {
-			s.pos++
-			continue
-		}
-		if s.body[s.pos] != '}' {
-			return dst, s.unexpected()
-		}
-		s.pos++
-		break
-	}
-	dst, err := s.arrange(dst, open, base, bodyOpen)
-	s.members = s.members[:base]
-	s.unescaped = s.unescaped[:unescapedBase]
-	s.depth--
-	return append(dst, '}'), err
-}
-
-func selected(fields []string, key []byte) bool {
-	for _, f := range fields {
-		if f == string(key) {
-			return true
-		}
-	}
-	return false
-}
-
-// arrange sorts the members of the object whose '{' is dst[open], rejects
-// duplicate keys, and rewrites the members in order when they were not
-// written in order already or some are dropped.
-func (s *scanner) arrange(dst []byte, open, base, bodyOpen int) ([]byte, error) {
-	ms := s.members[base:]
-	inOrder, dropped := true, false
-	for i := range ms {
-		dropped = dropped || ms[i].drop
-		if i > 0 && bytes.Compare(s.key(&ms[i-1]), s.key(&ms[i])) >= 0 {
-			inOrder = false
-		}
-	}
-	if !inOrder {
-		// Not stable, which does not matter: equal keys are an error below.
-		slices.SortFunc(ms, func(a, b member) int { return bytes.Compare(s.key(&a), s.key(&b)) })
-		for i := 1; i < len(ms); i++ {
-			if k := s.key(&ms[i]); bytes.Equal(s.key(&ms[i-1]), k) {
-				return dst, fmt.Errorf("%w: duplicate key %q in the object at offset %d", ErrBodyInvalid, clip(k), bodyOpen)
-			}
-		}
-	}
-	if inOrder && !dropped {
-		return dst, nil
-	}
-	// Write the members in order after the object, then move them over it:
-	// dst's spare capacity is the scratch space, so a caller that reuses
-	// its buffer pays no allocation here.
-	end := len(dst)
-	for _, m := range ms {
-		if m.drop {
-			continue
-		}
-		if len(dst) > end {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, dst[m.start:m.end]...)
-	}
-	n := copy(dst[open+1:], dst[end:])
-	return dst[:open+1+n], nil
-}
-
-// clip shortens a key quoted in an error message, so a hostile body cannot
-// turn one error into a megabyte of log.
-func clip(key []byte) []byte {
-	const max = 64
-	if len(key) > max {
-		return key[:max]
-	}
-	return key
 }

@@ -164,6 +164,12 @@ func (c *Coordinator) Begin(ctx context.Context, r Request) (*Ticket, error) {
 			t.Waited = waited
 			return t, nil
 		}
+		if r.Fresh {
+			// An identical first try is running: this one is a new
+			// generation too, but the record belongs to the other.
+			c.Count("bypassed")
+			return &Ticket{Kind: KindBypass}, nil
+		}
 		if c.opts.Reject {
 			c.Count("conflict")
 			return nil, ErrInProgress
@@ -238,13 +244,16 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 		lock, ok = nil, true
 	}
 	if !ok {
+		if r.Fresh {
+			return nil, Task{}, nil // the holder is running; Begin bypasses
+		}
 		// Another request holds the lock: skip the insert and only read.
 		return c.inspect(ctx, r)
 	}
 	sctx, cancel := c.ctx(ctx)
 	res, err := c.store.Begin(sctx, BeginRequest{
 		Tenant: r.Tenant, KeyHash: r.KeyHash, Fingerprint: r.Fingerprint, Stream: r.Stream, Model: r.Model,
-		Owner: c.opts.Owner, Lease: c.opts.Lease, MaxProcessing: c.opts.MaxProcessing,
+		Owner: c.opts.Owner, Lease: c.opts.Lease, MaxProcessing: c.opts.MaxProcessing, Fresh: r.Fresh,
 	})
 	cancel()
 	if err != nil {

@@ -206,7 +206,7 @@ func (s *Embedded) Begin(ctx context.Context, req BeginRequest) (BeginResult, er
 		zombie := old.Status == StatusProcessing && (old.LeaseUntil.Before(now) ||
 			req.MaxProcessing > 0 && old.StartedAt.Before(now.Add(-req.MaxProcessing)))
 		t := old
-		switch decideBegin(old, req.Fingerprint, expired, zombie) {
+		switch decideBegin(old, req.Fingerprint, expired, zombie, req.Fresh) {
 		case actMismatch:
 			res = BeginResult{Outcome: OutcomeMismatch, Task: mismatched(old)}
 			return nil

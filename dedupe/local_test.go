@@ -23,7 +23,7 @@ type lockBackend interface {
 // generous so that a loaded CI machine does not fail the tests.
 const waitLong = 10 * time.Second
 
-func testBackend(t *testing.T, b lockBackend) {
+func testLockBackend(t *testing.T, b lockBackend) {
 	t.Run("OneOfManyAcquires", func(t *testing.T) { testOneOfManyAcquires(t, b) })
 	t.Run("ExpiryAndStaleHolder", func(t *testing.T) { testExpiryAndStaleHolder(t, b) })
 	t.Run("NotifierWakesAll", func(t *testing.T) { testNotifierWakesAll(t, b) })
@@ -38,7 +38,7 @@ func testBackend(t *testing.T, b lockBackend) {
 }
 
 func TestLocal(t *testing.T) {
-	testBackend(t, NewLocal())
+	testLockBackend(t, NewLocal())
 }
 
 func testOneOfManyAcquires(t *testing.T, b lockBackend) {
@@ -227,9 +227,9 @@ func testSubscribeNoLeak(t *testing.T, b lockBackend) {
 	waitGoroutines(t, before+2)
 }
 
-// collect reads ch to its close and returns the events and the follow's
+// collectLive reads ch to its close and returns the events and the follow's
 // error.
-func collect(t *testing.T, ch <-chan LiveEvent, errf func() error) ([]LiveEvent, error) {
+func collectLive(t *testing.T, ch <-chan LiveEvent, errf func() error) ([]LiveEvent, error) {
 	t.Helper()
 	var evs []LiveEvent
 	timeout := time.After(waitLong)
@@ -275,7 +275,7 @@ func testFollowFromStart(t *testing.T, b lockBackend) {
 		defer close(done)
 		appendAll(t, b, "start", want[3:])
 	}()
-	got, err := collect(t, ch, errf)
+	got, err := collectLive(t, ch, errf)
 	<-done
 	if err != nil {
 		t.Fatalf("follow error: %v", err)
@@ -295,7 +295,7 @@ func testFollowFromStart(t *testing.T, b lockBackend) {
 func followAll(t *testing.T, b Live, ctx context.Context, name string, from int, idle time.Duration) ([]LiveEvent, error) {
 	t.Helper()
 	ch, errf := b.Follow(ctx, name, from, idle)
-	return collect(t, ch, errf)
+	return collectLive(t, ch, errf)
 }
 
 func firstDiff(a, b []LiveEvent) int {
@@ -319,7 +319,7 @@ func testFollowFromK(t *testing.T, b lockBackend) {
 	f := func(from int, want []LiveEvent) {
 		t.Helper()
 		ch, errf := b.Follow(ctx, "fromk", from, waitLong)
-		got, err := collect(t, ch, errf)
+		got, err := collectLive(t, ch, errf)
 		if err != nil {
 			t.Fatalf("from %d: follow error: %v", from, err)
 		}
@@ -340,7 +340,7 @@ func testFollowBeforeCreation(t *testing.T, b lockBackend) {
 	ch, errf := b.Follow(ctx, "late", 0, waitLong)
 	want := []LiveEvent{dataEvent(0), dataEvent(1), {End: true}}
 	appendAll(t, b, "late", want)
-	got, err := collect(t, ch, errf)
+	got, err := collectLive(t, ch, errf)
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %d events (error %v), want %d", len(got), err, len(want))
 	}
@@ -348,7 +348,7 @@ func testFollowBeforeCreation(t *testing.T, b lockBackend) {
 
 func testFollowNotFound(t *testing.T, b lockBackend) {
 	ch, errf := b.Follow(context.Background(), "never", 0, 200*time.Millisecond)
-	got, err := collect(t, ch, errf)
+	got, err := collectLive(t, ch, errf)
 	if len(got) != 0 {
 		t.Fatalf("got %d events from a stream that never existed", len(got))
 	}
@@ -375,7 +375,7 @@ func testFollowCancel(t *testing.T, b lockBackend) {
 	}
 	// The stream has no End: only the cancellation ends the follow.
 	cancel()
-	got, err := collect(t, ch, errf)
+	got, err := collectLive(t, ch, errf)
 	if len(got) != 0 {
 		t.Fatalf("got %d more events", len(got))
 	}
@@ -408,7 +408,7 @@ func testExpire(t *testing.T, b lockBackend) {
 	deadline := time.Now().Add(waitLong)
 	for {
 		ch, errf := b.Follow(ctx, "expire", 0, 10*time.Millisecond)
-		_, err := collect(t, ch, errf)
+		_, err := collectLive(t, ch, errf)
 		if errors.Is(err, ErrLiveNotFound) {
 			break
 		}

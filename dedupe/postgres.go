@@ -122,9 +122,10 @@ const (
 // use it so their semantics cannot drift apart. expired says the finished
 // task's expiry passed; zombie says the processing task's lease ran out or
 // it outlived max_processing.
-func decideBegin(t Task, fingerprint string, expired, zombie bool) beginAction {
+// fresh (BeginRequest.Fresh) restarts any finished task.
+func decideBegin(t Task, fingerprint string, expired, zombie, fresh bool) beginAction {
 	switch {
-	case t.Status != StatusProcessing && expired:
+	case t.Status != StatusProcessing && (expired || fresh):
 		// The record is due for deletion: the key is free again.
 		return actRestartExpired
 	case t.Fingerprint != fingerprint:
@@ -169,7 +170,7 @@ const (
 	// alone decides expiry and lease ownership.
 	sqlSelectForBegin = `SELECT ` + taskColumns + `,
 		(expires_at IS NOT NULL AND expires_at < now()),
-		(lease_until < now() OR ($3::bigint > 0 AND started_at < now() - $3::bigint * interval '1 microsecond'))
+		COALESCE(lease_until < now() OR ($3::bigint > 0 AND started_at < now() - $3::bigint * interval '1 microsecond'), false)
 	FROM tasks WHERE tenant = $1 AND key_hash = $2`
 
 	// The key expired: the task starts over as if new, with the next
@@ -181,7 +182,7 @@ const (
 			started_at = now(), created_at = now(), updated_at = now(), expires_at = NULL,
 			prompt_tokens = 0, completion_tokens = 0, too_large = false, error = '',
 			resp_status = NULL, resp_content_type = NULL, resp_body = NULL
-		WHERE id = $1 AND fence = $2 AND status <> 'processing' AND expires_at < now()
+		WHERE id = $1 AND fence = $2 AND status <> 'processing' AND (expires_at < now() OR $8)
 		RETURNING ` + taskColumns + `
 	), d AS (
 		DELETE FROM attempts WHERE task_id IN (SELECT id FROM u)
@@ -235,7 +236,7 @@ func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, er
 			row     pgx.Row
 			outcome Outcome
 		)
-		switch decideBegin(t, req.Fingerprint, expired, zombie) {
+		switch decideBegin(t, req.Fingerprint, expired, zombie, req.Fresh) {
 		case actMismatch:
 			return BeginResult{Outcome: OutcomeMismatch, Task: mismatched(t)}, nil
 		case actReplay:
@@ -244,7 +245,7 @@ func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, er
 			return BeginResult{Outcome: OutcomeInFlight, Task: t}, nil
 		case actRestartExpired:
 			row = p.pool.QueryRow(ctx, sqlRestartExpired, id, t.Fence,
-				req.Fingerprint, req.Stream, req.Model, req.Owner, lease)
+				req.Fingerprint, req.Stream, req.Model, req.Owner, lease, req.Fresh)
 			outcome = OutcomeLeader
 		case actRestartFailed:
 			row = p.pool.QueryRow(ctx, sqlRestartFailed, id, t.Fence, req.Stream, req.Model, req.Owner, lease)
@@ -327,6 +328,11 @@ func (p *Postgres) Fail(ctx context.Context, tenant, keyHash string, fence int64
 	return nil
 }
 
+// attemptRetries bounds AddAttempt's retries on a lost race for n. A
+// leader logs its attempts one after another, so races are rare; the
+// bound is generous so that even many concurrent loggers all get through.
+const attemptRetries = 64
+
 // AddAttempt implements Store. N is max(n)+1 of the task; two attempts
 // logged at once race for the same n, and the loser retries.
 func (p *Postgres) AddAttempt(ctx context.Context, tenant, keyHash string, fence int64, a Attempt) error {
@@ -341,7 +347,7 @@ func (p *Postgres) AddAttempt(ctx context.Context, tenant, keyHash string, fence
 		startedAt = &a.StartedAt
 	}
 	var err error
-	for range beginRetries {
+	for range attemptRetries {
 		err = fenced(p.pool.Exec(ctx, q, tenant, keyHash, fence, a.Provider, a.Model, a.Outcome,
 			a.HTTPStatus, a.Error, startedAt, a.DurationMS, a.Usage.PromptTokens, a.Usage.CompletionTokens))
 		var pgErr *pgconn.PgError
@@ -390,17 +396,24 @@ func (p *Postgres) Get(ctx context.Context, tenant, keyHash string) (Task, []Att
 // ReclaimZombies implements Store. A reclaimed task is failed (so the
 // next Begin restarts it) and kept for reclaimedTTL. SKIP LOCKED lets
 // several reapers work side by side without waiting on each other.
+//
+// The batch is picked in a MATERIALIZED CTE rather than "WHERE id IN
+// (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)": the planner may rescan
+// such a sub-select once per outer row, and a rescan with SKIP LOCKED
+// returns other rows, so the limit would not hold.
 func (p *Postgres) ReclaimZombies(ctx context.Context, maxProcessing time.Duration, limit int) (int, error) {
-	const q = `UPDATE tasks SET status = 'failed', fence = fence + 1, lease_owner = '', lease_until = NULL,
-		error = $3, expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now()
-	WHERE id IN (
+	const q = `WITH batch AS MATERIALIZED (
 		SELECT id FROM tasks
 		WHERE status = 'processing'
 			AND (lease_until < now() OR ($1::bigint > 0 AND started_at < now() - $1::bigint * interval '1 microsecond'))
 		ORDER BY lease_until
 		LIMIT $2
 		FOR UPDATE SKIP LOCKED
-	) AND status = 'processing'`
+	)
+	UPDATE tasks SET status = 'failed', fence = fence + 1, lease_owner = '', lease_until = NULL,
+		error = $3, expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now()
+	FROM batch
+	WHERE tasks.id = batch.id AND tasks.status = 'processing'`
 	tag, err := p.pool.Exec(ctx, q, micros(maxProcessing), limit, reclaimedError, micros(reclaimedTTL))
 	if err != nil {
 		return 0, fmt.Errorf("cannot reclaim zombie tasks: %w", err)
@@ -412,16 +425,18 @@ func (p *Postgres) ReclaimZombies(ctx context.Context, maxProcessing time.Durati
 // reaper never holds a long transaction or a table-wide lock; attempts go
 // with their task (ON DELETE CASCADE).
 func (p *Postgres) DeleteExpired(ctx context.Context, limit int) (int, error) {
-	// The outer conditions re-check the row in case a Begin restarted it
-	// between the sub-select and the delete.
-	const q = `DELETE FROM tasks
-	WHERE id IN (
+	// The batch is a MATERIALIZED CTE for the reason given at
+	// ReclaimZombies; its rows stay locked until the delete, so a Begin
+	// restarting one of them waits and then finds it gone (and inserts).
+	const q = `WITH batch AS MATERIALIZED (
 		SELECT id FROM tasks
 		WHERE status <> 'processing' AND expires_at < now()
 		ORDER BY expires_at
 		LIMIT $1
 		FOR UPDATE SKIP LOCKED
-	) AND status <> 'processing' AND expires_at < now()`
+	)
+	DELETE FROM tasks USING batch
+	WHERE tasks.id = batch.id AND tasks.status <> 'processing' AND tasks.expires_at < now()`
 	tag, err := p.pool.Exec(ctx, q, limit)
 	if err != nil {
 		return 0, fmt.Errorf("cannot delete expired tasks: %w", err)

@@ -56,9 +56,9 @@ func lockUnavailable(verb, name string, err error) error {
 	return fmt.Errorf("cannot %s %q: %w: %w", verb, name, ErrLockUnavailable, err)
 }
 
-// millis converts a ttl to whole milliseconds, at least one: PX and
+// lockMillis converts a ttl to whole milliseconds, at least one: PX and
 // PEXPIRE reject zero, and a sub-millisecond lock is as good as none.
-func millis(ttl time.Duration) int64 {
+func lockMillis(ttl time.Duration) int64 {
 	if ms := ttl.Milliseconds(); ms > 0 {
 		return ms
 	}
@@ -73,7 +73,7 @@ func (r *Redis) TryAcquire(ctx context.Context, name string, ttl time.Duration) 
 		return nil, false, fmt.Errorf("cannot acquire lock %q: %w", name, err)
 	}
 	key := r.prefix + "lock:" + name
-	ok, err := r.client.SetNX(ctx, key, token, time.Duration(millis(ttl))*time.Millisecond).Result()
+	ok, err := r.client.SetNX(ctx, key, token, time.Duration(lockMillis(ttl))*time.Millisecond).Result()
 	if err != nil {
 		return nil, false, lockUnavailable("acquire lock", name, err)
 	}
@@ -102,7 +102,7 @@ type redisLock struct {
 
 // Extend implements Lock with a compare-and-extend script.
 func (l *redisLock) Extend(ctx context.Context, ttl time.Duration) (bool, error) {
-	n, err := extendScript.Run(ctx, l.r.client, []string{l.key}, l.token, millis(ttl)).Int64()
+	n, err := extendScript.Run(ctx, l.r.client, []string{l.key}, l.token, lockMillis(ttl)).Int64()
 	if err != nil {
 		return false, lockUnavailable("extend lock", l.name, err)
 	}

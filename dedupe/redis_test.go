@@ -50,7 +50,7 @@ func redisForTest(t *testing.T) (*redis.Client, string) {
 
 func TestRedis(t *testing.T) {
 	client, prefix := redisForTest(t)
-	testBackend(t, NewRedis(client, prefix))
+	testLockBackend(t, NewRedis(client, prefix))
 }
 
 // TestRedisKeys checks the key layout and expiries that other tools

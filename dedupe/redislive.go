@@ -106,7 +106,7 @@ func (r *Redis) follow(ctx context.Context, name string, from int, idle time.Dur
 			Block:   block,
 		}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) { // redis.Nil: the block timed out
-			if err := ctxDone(ctx); err != nil {
+			if err := liveCtxErr(ctx); err != nil {
 				return fmt.Errorf("cannot follow live stream %q: %w", name, err)
 			}
 			return lockUnavailable("follow live stream", name, err)
@@ -135,11 +135,11 @@ func (r *Redis) follow(ctx context.Context, name string, from int, idle time.Dur
 	}
 }
 
-// ctxDone returns ctx's error, or DeadlineExceeded once its deadline
+// liveCtxErr returns ctx's error, or DeadlineExceeded once its deadline
 // passed: go-redis cuts a read at ctx's deadline with an i/o timeout that
 // may come a moment before ctx.Err is set, and that is not the backend's
 // fault.
-func ctxDone(ctx context.Context) error {
+func liveCtxErr(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func (r *Redis) Expire(ctx context.Context, name string, ttl time.Duration) erro
 	if ttl <= 0 {
 		err = r.client.Del(ctx, key).Err()
 	} else {
-		err = r.client.PExpire(ctx, key, time.Duration(millis(ttl))*time.Millisecond).Err()
+		err = r.client.PExpire(ctx, key, time.Duration(lockMillis(ttl))*time.Millisecond).Err()
 	}
 	if err != nil {
 		return lockUnavailable("expire live stream", name, err)

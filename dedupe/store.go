@@ -116,6 +116,10 @@ type BeginRequest struct {
 	Lease time.Duration
 	// MaxProcessing caps how long one fence may stay processing.
 	MaxProcessing time.Duration
+	// Fresh restarts a finished task (completed, failed, any fingerprint)
+	// as leader instead of replaying it: a first try under derive:
+	// retries replaces the record of an earlier identical first try.
+	Fresh bool
 }
 
 // BeginResult is the output of Store.Begin. Task is the row after the

@@ -164,6 +164,9 @@ func (s *Server) dedupe(ctx *fasthttp.RequestCtx, c *call, p *proxied) error {
 	case dedupe.KindJoin:
 		c.outcome = "joined"
 		return s.join(ctx, c, p, t)
+	case dedupe.KindBypass:
+		c.outcome = "bypassed"
+		return s.lead(ctx, c, p, nil)
 	}
 	c.outcome = "new"
 	if t.Reclaimed {
