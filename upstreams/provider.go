@@ -62,8 +62,8 @@ func NewProvider(p *config.Provider) (*Provider, error) {
 			MaxConns: p.MaxConns,
 			// Shorter than the idle timeouts of common servers, so a
 			// pooled connection is rarely found closed when a POST is sent.
-			MaxIdleConnDuration:           30 * time.Second,
-			MaxConnWaitTimeout:            p.Timeout,
+			MaxIdleConnDuration: 30 * time.Second,
+			MaxConnWaitTimeout:  p.Timeout,
 			// The body is handed out as a stream so that SSE events are
 			// relayed as they arrive and no body is buffered whole.
 			StreamResponseBody: true,
