@@ -266,3 +266,20 @@ func TestCanonicalEquivalentBodies(t *testing.T) {
 	differ("{\"a\":\"\u00e9\"}", "{\"a\":\"e\u0301\"}") // NFC vs NFD: Unicode is not normalised
 	differ(`{"a":null}`, `{}`)
 }
+
+// TestCanonicalDeepReorder covers objects reordered at every level of a deep
+// nesting, the case that made an earlier, move-the-output-at-each-level
+// version quadratic (a 1 MB body took 11 s); each byte is now written once.
+func TestCanonicalDeepReorder(t *testing.T) {
+	const depth = 2000
+	big := strings.Repeat("x", 1<<16)
+	in := strings.Repeat(`{"b":`, depth) + `"` + big + `"` + strings.Repeat(` , "a" : 1 }`, depth)
+	want := strings.Repeat(`{"a":1,"b":`, depth) + `"` + big + `"` + strings.Repeat(`}`, depth)
+	got, err := Canonical(nil, []byte(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatalf("deeply reordered body canonicalized wrongly (got %d bytes, want %d)", len(got), len(want))
+	}
+}

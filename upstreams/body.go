@@ -1,17 +1,27 @@
 package upstreams
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 )
 
 // ErrNotObject is returned when a request body is not a JSON object.
 var ErrNotObject = errors.New("upstreams: body is not a JSON object")
 
+// ErrDuplicateField is returned when the member looked for occurs twice.
+// JSON parsers disagree on which one wins (Go and Python take the last),
+// so routing on the first while the upstream reads the last would let a
+// client pick any model of a provider behind a route's back.
+var ErrDuplicateField = errors.New("upstreams: duplicate member in JSON object")
+
 // Field finds the top-level member name of the JSON object in body and
-// returns the byte span [start, end) of its raw value. It scans only as
-// far as needed and never decodes the rest of the body (STYLE.md: the body
-// is bytes). ok is false when the member is absent.
+// returns the byte span [start, end) of its raw value. It skips over the
+// other members' values without decoding them (STYLE.md: the body is
+// bytes), but walks every top-level member so that a duplicate of name is
+// an error. ok is false when the member is absent.
 func Field(body []byte, name string) (start, end int, ok bool, err error) {
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
@@ -40,7 +50,10 @@ func Field(body []byte, name string) (start, end int, ok bool, err error) {
 			return 0, 0, false, err
 		}
 		if keyEquals(key, name) {
-			return vStart, vEnd, true, nil
+			if ok {
+				return 0, 0, false, fmt.Errorf("%w: %q", ErrDuplicateField, name)
+			}
+			start, end, ok = vStart, vEnd, true
 		}
 		i = skipSpace(body, vEnd)
 		if i >= len(body) {
@@ -50,7 +63,7 @@ func Field(body []byte, name string) (start, end int, ok bool, err error) {
 		case ',':
 			i = skipSpace(body, i+1)
 		case '}':
-			return 0, 0, false, nil
+			return start, end, ok, nil
 		default:
 			return 0, 0, false, errSyntax(i)
 		}
@@ -69,12 +82,25 @@ func StringField(body []byte, name string) (value string, present, isString bool
 	if raw[0] != '"' {
 		return "", true, false, nil
 	}
-	v, err := strconv.Unquote(string(raw))
+	v, err := unquote(raw)
 	if err != nil {
-		// JSON escapes that Go does not know (\/) are rare in model names.
-		return string(raw[1 : len(raw)-1]), true, true, nil
+		return "", true, true, err
 	}
 	return v, true, true, nil
+}
+
+// unquote decodes a JSON string literal. JSON escapes are not Go's:
+// strconv.Unquote rejects \/ (which PHP's json_encode writes in every
+// "vendor/model" name) and surrogate pairs, and accepts \x41.
+func unquote(raw []byte) (string, error) {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", fmt.Errorf("cannot decode string %q: %w", raw, err)
+	}
+	return v, nil
 }
 
 // BoolField reports whether the top-level member name is the literal true.
@@ -105,13 +131,11 @@ func errSyntax(at int) error {
 }
 
 func keyEquals(raw []byte, name string) bool {
-	for _, c := range raw {
-		if c == '\\' {
-			u, err := strconv.Unquote(`"` + string(raw) + `"`)
-			return err == nil && u == name
-		}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw) == name
 	}
-	return string(raw) == name
+	u, err := unquote(append(append([]byte{'"'}, raw...), '"'))
+	return err == nil && u == name
 }
 
 func skipSpace(b []byte, i int) int {

@@ -2,10 +2,10 @@ package upstreams
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/idemgw/gateway/config"
@@ -64,7 +64,11 @@ func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
 		model := req.Model
 		if t.Model != "" {
 			var err error
-			body, err = ReplaceField(req.Body, "model", strconv.AppendQuote(nil, t.Model))
+			// json.Marshal, not strconv.Quote: Go's \x escapes are not JSON.
+			quoted, err := json.Marshal(t.Model)
+			if err == nil {
+				body, err = ReplaceField(req.Body, "model", quoted)
+			}
 			if err != nil {
 				return res, &Error{Provider: t.Provider.Name, Err: fmt.Errorf("cannot rewrite model: %w", err)}
 			}

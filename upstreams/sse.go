@@ -38,10 +38,14 @@ func (s *Stream) Next() ([]byte, error) {
 		return nil, io.EOF
 	}
 	s.buf.Reset()
+	// midLine: the last read filled the buffer without reaching a newline,
+	// so what follows continues that line; a lone "\n" (or "\r\n" split
+	// after its "\r") there ends the line, not the event.
+	midLine := false
 	for {
 		line, err := s.br.ReadSlice('\n')
 		if len(line) > 0 {
-			if isBlank(line) {
+			if !midLine && isBlank(line) {
 				if s.buf.Len() == 0 {
 					continue // stray separators between events
 				}
@@ -52,6 +56,7 @@ func (s *Stream) Next() ([]byte, error) {
 			}
 			s.buf.Write(line)
 		}
+		midLine = errors.Is(err, bufio.ErrBufferFull)
 		switch {
 		case err == nil, errors.Is(err, bufio.ErrBufferFull):
 			continue
