@@ -81,4 +81,4 @@ bench -mode derived -stream    # no key, one body: derived key, replayed transcr
 
 echo
 echo "== summary (req/s, latency p50/p99, errors)"
-awk '/^target/ {t=$0} /^requests/ {r=$7" "$8} /^latency/ {l=$2" "$4} /^errors/ {print t; print "   ", r, l, $0}' "$summary"
+awk '/^target/ {t=$0} /^requests/ {r=$5" "$6} /^latency/ {l=$2" "$4} /^errors/ {print t; print "   ", r, l, "errors:", substr($0, 13)}' "$summary"

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeConfigFile(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Acceptance (issue 2, #7): check reports every mistake with its line.
+func TestCheckReportsEveryMistakeWithItsLine(t *testing.T) {
+	path := writeConfigFile(t, `listen: 127.0.0.1:8080
+auth:
+  mode: keys
+  keys:
+    - {tenant: a, key: sk-client-secret}
+  admin_key: admin-secret
+lisen: 127.0.0.1:9090
+providers:
+  p1: {base_url: "http://127.0.0.1:9/v1", api_key: sk-upstream-secret}
+dedupe:
+  derive: sometimes
+routes:
+  - model: m
+    targets: [{provider: nope}]
+store: {kind: embedded, path: ./gw.db}
+`)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "-config", path}, &out, &errOut); code != 1 {
+		t.Fatalf("check exit code = %d, want 1\nstdout: %s\nstderr: %s", code, out.String(), errOut.String())
+	}
+	msg := errOut.String()
+	for _, want := range []string{
+		path + `:7: lisen: unknown key`,
+		path + `:11: dedupe.derive: must be one of body, retries, off, got "sometimes"`,
+		path + `:14: routes[0].targets[0].provider: unknown provider "nope"`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("check output lacks %q:\n%s", want, msg)
+		}
+	}
+	if out.Len() != 0 {
+		t.Errorf("check printed a config for an invalid file:\n%s", out.String())
+	}
+}
+
+func TestCheckPrintsValidConfigWithoutSecrets(t *testing.T) {
+	secrets := []string{"sk-client-secret-123", "admin-secret-456", "sk-upstream-secret-789", "redis-pass-000"}
+	path := writeConfigFile(t, `listen: 127.0.0.1:8080
+auth:
+  mode: keys
+  keys:
+    - {tenant: team-a, key: `+secrets[0]+`}
+  admin_key: `+secrets[1]+`
+lock:
+  kind: redis
+  redis: {addrs: [127.0.0.1:6379], password: `+secrets[3]+`}
+providers:
+  p1: {base_url: "http://127.0.0.1:9/v1", api_key: `+secrets[2]+`}
+routes:
+  - model: writer
+    targets: [{provider: p1, model: real-model}]
+store: {kind: embedded, path: ./gw.db}
+`)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "-config", path}, &out, &errOut); code != 0 {
+		t.Fatalf("check exit code = %d, want 0\nstderr: %s", code, errOut.String())
+	}
+	all := out.String() + errOut.String()
+	for _, s := range secrets {
+		if strings.Contains(all, s) {
+			t.Errorf("check output shows the secret %q:\n%s", s, all)
+		}
+	}
+	// The printed config is the real one, not an empty document.
+	for _, want := range []string{"writer", "real-model", "team-a", "http://127.0.0.1:9/v1"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestCheckMissingFile(t *testing.T) {
+	var out, errOut bytes.Buffer
+	missing := filepath.Join(t.TempDir(), "absent.yaml")
+	if code := run([]string{"check", "-config", missing}, &out, &errOut); code != 1 {
+		t.Fatalf("exit code = %d, want 1", code)
+	}
+	if !strings.Contains(errOut.String(), missing) {
+		t.Fatalf("error does not name the file: %s", errOut.String())
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"version"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit code = %d, want 0", code)
+	}
+	if got := strings.TrimSpace(out.String()); got != "gateway "+version || version == "" {
+		t.Fatalf("version output = %q, want %q", got, "gateway "+version)
+	}
+	out.Reset()
+	if code := run([]string{"no-such-command"}, &out, &errOut); code != 2 {
+		t.Fatalf("unknown command exit code = %d, want 2", code)
+	}
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idemgw/gateway/upstreams/upstreamtest"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// killLeaderMidCall starts a gateway process, sends a keyed request whose
+// upstream answer is slow, and SIGKILLs the process while the upstream is
+// still answering. It returns the config the process used.
+func killLeaderMidCall(t *testing.T, fake *upstreamtest.Server, cfg, key, body string) {
+	t.Helper()
+	p := startProcess(t, cfg)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		req, _ := http.NewRequest("POST", p.URL+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testClientKey)
+		req.Header.Set("Idempotency-Key", key)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitFor(t, 10*time.Second, "the upstream call", func() bool { return fake.CallsForKey(key) == 1 })
+	p.kill()
+	wg.Wait()
+}
+
+// Acceptance (issue 3, #6): the leader is SIGKILLed while the upstream is
+// still answering; after the lease runs out a retry with the same key takes
+// over with fence 2 and completes. (The store-level refusal of a late
+// fence-1 write is in dedupe's store suite.)
+func TestKilledLeaderIsTakenOver(t *testing.T) {
+	cl := newCluster(t)
+	fake := startFake(t)
+	fake.SetBehavior("slow", upstreamtest.Behavior{FirstByteDelay: 2 * time.Second})
+	cfg := testConfig(t, fake.URL, cl.yaml(t, "")+"dedupe: {lease: 1s, wait_timeout: 20s}\n")
+	body := chatBody("slow", "kill me", false)
+	killLeaderMidCall(t, fake, cfg, "zombie-1", body)
+
+	g := startGateway(t, cfg)
+	start := time.Now()
+	resp, b := post(t, g.URL, "/v1/chat/completions", body, "Idempotency-Key", "zombie-1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("retry: %d %s", resp.StatusCode, b)
+	}
+	t.Logf("take-over answered after %v", time.Since(start))
+	_, task := adminTask(t, g.URL, "zombie-1", "team-a")
+	if task["status"] != "completed" || task["fence"].(float64) != 2 {
+		t.Fatalf("task after take-over: %v", task)
+	}
+	if fake.CallsForKey("zombie-1") != 2 {
+		t.Fatalf("upstream calls = %d, want 2 (the killed one and the take-over)", fake.CallsForKey("zombie-1"))
+	}
+	if !strings.Contains(scrape(t, g.URL), `gateway_dedupe_total{outcome="reclaimed"} 1`) {
+		t.Fatalf("reclaim not counted")
+	}
+	// The completed task now replays.
+	r2, b2 := post(t, g.URL, "/v1/chat/completions", body, "Idempotency-Key", "zombie-1")
+	if r2.Header.Get("Idempotent-Replayed") != "true" || string(b2) != string(b) {
+		t.Fatalf("no replay after take-over")
+	}
+}
+
+// Acceptance (issue 3, #10): a zombie left by a killed process is
+// reclaimed by the reaper without any client retry.
+func TestReaperReclaimsZombie(t *testing.T) {
+	cl := newCluster(t)
+	fake := startFake(t)
+	fake.SetBehavior("slow", upstreamtest.Behavior{FirstByteDelay: 2 * time.Second})
+	cfg := testConfig(t, fake.URL, cl.yaml(t, "")+"dedupe: {lease: 500ms, reap_interval: 200ms}\n")
+	killLeaderMidCall(t, fake, cfg, "zombie-2", chatBody("slow", "reap me", false))
+
+	g := startGateway(t, cfg)
+	waitFor(t, 10*time.Second, "the reaper", func() bool {
+		_, task := adminTask(t, g.URL, "zombie-2", "team-a")
+		return task["status"] == "failed" && task["fence"].(float64) == 2
+	})
+	if !strings.Contains(scrape(t, g.URL), "gateway_zombies_reclaimed_total 1") {
+		t.Fatalf("reaper reclaim not counted:\n%s", scrape(t, g.URL))
+	}
+	if fake.CallsForKey("zombie-2") != 1 {
+		t.Fatalf("the reaper called upstream")
+	}
+}
+
+// scrape returns the gateway's /metrics text.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return b.String()
+}
+
+// Acceptance (issue 3, #8): Redis stopped mid-run, requests still
+// deduplicate through Postgres alone; Postgres unreachable answers 503
+// under on_store_error: fail.
+func TestStoresDown(t *testing.T) {
+	cl := newCluster(t)
+	fake := startFake(t)
+	fake.SetBehavior("m", upstreamtest.Behavior{FirstByteDelay: 300 * time.Millisecond})
+	t.Run("redis", func(t *testing.T) {
+		redisProxy := startProxy(t, strings.TrimSuffix(strings.TrimPrefix(cl.redisURL, "redis://"), "/0"))
+		g := startGateway(t, testConfig(t, fake.URL, cl.yaml(t, redisProxy.Addr())+"dedupe: {lease: 2s}\n"))
+		rs := fire(t, []string{g.URL}, 20, chatBody("m", "redis up", false), "Idempotency-Key", "r-up")
+		checkOnePaid(t, rs)
+		redisProxy.cut()
+		fake.ResetCounters()
+		rs = fire(t, []string{g.URL}, 20, chatBody("m", "redis down", false), "Idempotency-Key", "r-down")
+		if n := fake.Calls(); n != 1 {
+			t.Fatalf("with Redis down: upstream calls = %d, want 1", n)
+		}
+		checkOnePaid(t, rs)
+		if !strings.Contains(scrape(t, g.URL), "gateway_lock_degraded_total") {
+			t.Fatalf("degraded mode not counted")
+		}
+	})
+	t.Run("postgres", func(t *testing.T) {
+		host := strings.SplitN(strings.TrimPrefix(cl.pgURL, "postgres://postgres@"), "/", 2)
+		pgProxy := startProxy(t, host[0])
+		url := "postgres://postgres@" + pgProxy.Addr() + "/" + host[1]
+		g := startGateway(t, testConfig(t, fake.URL, "store: {kind: postgres, url: \""+url+"\"}\n"))
+		if r, _ := post(t, g.URL, "/v1/chat/completions", chatBody("m", "pg up", false)); r.StatusCode != 200 {
+			t.Fatalf("with Postgres up: %d", r.StatusCode)
+		}
+		pgProxy.cut()
+		fake.ResetCounters()
+		r, b := post(t, g.URL, "/v1/chat/completions", chatBody("m", "pg down", false))
+		if r.StatusCode != 503 || !strings.Contains(string(b), "store_unavailable") || fake.Calls() != 0 {
+			t.Fatalf("with Postgres down: %d %s, upstream calls %d", r.StatusCode, b, fake.Calls())
+		}
+		if rz, _ := http.Get(g.URL + "/readyz"); rz.StatusCode != 503 {
+			t.Fatalf("readyz with Postgres down: %d", rz.StatusCode)
+		}
+	})
+}
