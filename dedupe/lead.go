@@ -38,6 +38,7 @@ func (c *Coordinator) newLeader(r Request, task Task, lock Lock) *leader {
 	l := &leader{c: c, req: r, fence: task.Fence, lock: lock, name: liveName(r.KeyHash, task.Fence),
 		stop: make(chan struct{}), halted: make(chan struct{})}
 	if r.Stream {
+		c.local.Open(l.name)
 		c.mu.Lock()
 		c.running[l.name] = true
 		c.mu.Unlock()
@@ -89,6 +90,13 @@ func (t *Ticket) Publish(ev []byte) {
 	ctx, cancel := l.c.ctx(context.Background())
 	defer cancel()
 	_ = l.c.local.Append(ctx, l.name, LiveEvent{Data: ev})
+	if l.tooLarge {
+		// Not recordable, so not joinable: keep only what this node's
+		// readers still need.
+		l.c.local.Trim(l.name)
+		l.events++
+		return
+	}
 	if l.c.remote != nil && !l.remoteDown {
 		if err := l.c.remote.Append(ctx, l.name, LiveEvent{Data: ev}); err != nil {
 			// Remote joiners fall back to waiting for the stored result.
@@ -97,11 +105,13 @@ func (t *Ticket) Publish(ev []byte) {
 		}
 	}
 	l.events++
-	if l.tooLarge {
-		return
-	}
 	if len(l.transcript)+len(ev)+2 > l.c.opts.MaxRecordBytes {
 		l.tooLarge, l.transcript = true, nil
+		if l.c.remote != nil && !l.remoteDown {
+			// Joiners on other nodes stop here with a clear reason.
+			_ = l.c.remote.Append(ctx, l.name, LiveEvent{End: true, Err: ErrTooLarge.Error()})
+			l.remoteDown = true
+		}
 		return
 	}
 	l.transcript = append(l.transcript, ev...)
@@ -109,7 +119,8 @@ func (t *Ticket) Publish(ev []byte) {
 }
 
 // Follow reads the leader's own live stream from index from, for the
-// leader's client: it goes on even when that client leaves.
+// leader's client. Call it before the first Publish: from then on the
+// follower's position holds the events it has not read yet.
 func (t *Ticket) Follow(ctx context.Context, from int) (<-chan LiveEvent, func() error) {
 	return t.lead.c.local.Follow(ctx, t.lead.name, from, t.lead.c.opts.WaitTimeout)
 }

@@ -5,12 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // ErrLiveNotFound ends a Follow of a stream that had no entries within
 // its idle time: the leader never started it, or it already expired.
 var ErrLiveNotFound = errors.New("dedupe: live stream not found")
+
+// ErrLiveTrimmed ends a Follow that starts before the events a trimmed
+// stream still holds (see Local.Trim).
+var ErrLiveTrimmed = errors.New("dedupe: live stream was trimmed past the requested position")
 
 // liveFollowBuffer is the capacity of a follower's channel: it lets the
 // follower read ahead of a slow client by a few events.
@@ -39,7 +44,12 @@ func (r *followResult) get() error {
 // Local.mu. events only grows, so a follower may read events[:n] it got
 // under the lock after releasing it.
 type localStream struct {
+	// events[i] is the stream's event number base+i: Trim drops the ones
+	// every follower has read.
 	events []LiveEvent
+	base   int
+	// positions are the next event numbers of the running followers.
+	positions map[*atomic.Int64]struct{}
 	// changed is closed and replaced on every append: a broadcast that
 	// followers can select on together with their ctx.
 	changed chan struct{}
@@ -54,14 +64,7 @@ func (l *Local) Append(_ context.Context, name string, ev LiveEvent) error {
 	ev.Data = append([]byte(nil), ev.Data...)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := l.streams[name]
-	if s == nil {
-		s = &localStream{changed: make(chan struct{})}
-		s.expiry = l.expireAfter(name, s, liveSafetyTTL)
-		l.streams[name] = s
-		close(l.created)
-		l.created = make(chan struct{})
-	}
+	s := l.open(name)
 	s.events = append(s.events, ev)
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -104,38 +107,92 @@ func (l *Local) Expire(_ context.Context, name string, ttl time.Duration) error 
 func (l *Local) Follow(ctx context.Context, name string, from int, idle time.Duration) (<-chan LiveEvent, func() error) {
 	out := make(chan LiveEvent, liveFollowBuffer)
 	res := &followResult{}
+	// A follower of an existing stream holds its position from now on,
+	// so Trim cannot drop events it has not been handed yet.
+	pos := new(atomic.Int64)
+	l.mu.Lock()
+	s := l.streams[name]
+	if s != nil && from >= s.base {
+		pos.Store(int64(max(from, 0)))
+		s.positions[pos] = struct{}{}
+	}
+	l.mu.Unlock()
 	go func() {
 		// Deferred calls run last-in first-out: the result is set before
 		// out is closed.
 		defer close(out)
-		res.set(l.follow(ctx, name, from, idle, out))
+		res.set(l.follow(ctx, name, from, idle, out, s, pos))
 	}()
 	return out, res.get
 }
 
-func (l *Local) follow(ctx context.Context, name string, from int, idle time.Duration, out chan<- LiveEvent) error {
-	s, err := l.waitStream(ctx, name, idle)
-	if err != nil {
-		return err
+// Open creates the named stream if it does not exist yet, so that its
+// followers can hold their positions before the first event.
+func (l *Local) Open(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open(name)
+}
+
+// open returns the named stream, creating it. Must be called with l.mu held.
+func (l *Local) open(name string) *localStream {
+	s := l.streams[name]
+	if s == nil {
+		s = &localStream{changed: make(chan struct{}), positions: map[*atomic.Int64]struct{}{}}
+		s.expiry = l.expireAfter(name, s, liveSafetyTTL)
+		l.streams[name] = s
+		close(l.created)
+		l.created = make(chan struct{})
 	}
+	return s
+}
+
+func (l *Local) follow(ctx context.Context, name string, from int, idle time.Duration, out chan<- LiveEvent, held *localStream, pos *atomic.Int64) error {
+	s := held
 	i := max(from, 0)
+	registered := false
+	if s != nil {
+		l.mu.Lock()
+		_, registered = s.positions[pos]
+		l.mu.Unlock()
+	}
+	if !registered {
+		var err error
+		if s, err = l.waitStream(ctx, name, idle); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		if i < s.base {
+			l.mu.Unlock()
+			return fmt.Errorf("cannot follow live stream %q from %d: %w", name, i, ErrLiveTrimmed)
+		}
+		pos.Store(int64(i))
+		s.positions[pos] = struct{}{}
+		l.mu.Unlock()
+	}
+	defer func() {
+		l.mu.Lock()
+		delete(s.positions, pos)
+		l.mu.Unlock()
+	}()
 	for {
 		l.mu.Lock()
-		events, changed := s.events, s.changed
+		events, base, changed := s.events, s.base, s.changed
 		l.mu.Unlock()
-		if n := len(events); n > 0 && events[n-1].End && i >= n {
+		if n := base + len(events); n > 0 && len(events) > 0 && events[len(events)-1].End && i >= n {
 			// from lies past the end: nothing more will come.
 			return nil
 		}
-		for ; i < len(events); i++ {
+		for ; i < base+len(events); i++ {
 			select {
-			case out <- events[i]:
+			case out <- events[i-base]:
 			case <-ctx.Done():
 				return fmt.Errorf("cannot follow live stream %q: %w", name, ctx.Err())
 			}
-			if events[i].End {
+			if events[i-base].End {
 				return nil
 			}
+			pos.Store(int64(i + 1))
 		}
 		select {
 		case <-changed:
@@ -164,5 +221,27 @@ func (l *Local) waitStream(ctx context.Context, name string, idle time.Duration)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("cannot follow live stream %q: %w", name, ctx.Err())
 		}
+	}
+}
+
+// Trim drops the events of a stream that every running follower has
+// already read, so a stream too large to record keeps in memory only
+// what its slowest reader still needs. Followers that start later from
+// a dropped position get ErrLiveTrimmed.
+func (l *Local) Trim(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.streams[name]
+	if s == nil {
+		return
+	}
+	low := s.base + len(s.events)
+	for p := range s.positions {
+		low = min(low, int(p.Load()))
+	}
+	if drop := low - s.base; drop > 0 {
+		// A new slice, so followers holding the old one keep valid events.
+		s.events = append([]LiveEvent(nil), s.events[drop:]...)
+		s.base = low
 	}
 }

@@ -471,9 +471,15 @@ routes:
 			r, b := post(t, g.URL, chat, chatBody("known", "x", false), "Idempotency-Key", strings.Repeat("k", 300))
 			return r.StatusCode, b
 		}, 400, "idempotency_key_invalid"},
+		{"Idempotency-Key with a tab inside", func() (int, []byte) {
+			r, b := post(t, g.URL, chat, chatBody("known", "x", false), "Idempotency-Key", "ab\tcd")
+			return r.StatusCode, b
+		}, 400, "idempotency_key_invalid"},
+		// fasthttp refuses other control characters in any header before
+		// the handler runs; the answer is still a 400 in OpenAI's shape.
 		{"Idempotency-Key with a control char", func() (int, []byte) {
 			return rawRequest(t, g.URL, chat, []string{"Authorization: Bearer " + testClientKey, "Idempotency-Key: ab\x01cd"}, chatBody("known", "x", false))
-		}, 400, "idempotency_key_invalid"},
+		}, 400, ""},
 		{"Idempotency-Key with a non-ASCII byte", func() (int, []byte) {
 			r, b := post(t, g.URL, chat, chatBody("known", "x", false), "Idempotency-Key", "caf\xc3\xa9")
 			return r.StatusCode, b

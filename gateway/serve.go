@@ -78,11 +78,21 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		// fasthttp answers oversize bodies and malformed requests itself;
 		// this keeps those answers in OpenAI's error shape.
 		ErrorHandler:                  routes.TransportError,
-		NoDefaultServerHeader:         true,
-		DisableHeaderNamesNormalizing: false,
-		CloseOnShutdown:               true,
+		NoDefaultServerHeader: true,
+		CloseOnShutdown:       true,
+		// fasthttp's own error log would print raw request bytes,
+		// Authorization header included: secrets never reach the log.
+		SecureErrorLogMessage: true,
+		Logger:                fasthttpLogger{a.log},
 	}
 	return a, nil
+}
+
+// fasthttpLogger routes fasthttp's messages into the structured log.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn("http server", "message", fmt.Sprintf(format, args...))
 }
 
 // handler adds /metrics in front of the API.

@@ -39,6 +39,8 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 	p := &proxied{path: c.path, body: bytes.Clone(body)}
 	model, present, isString, err := upstreams.StringField(p.body, "model")
 	switch {
+	case errors.Is(err, upstreams.ErrDuplicateField):
+		return &APIError{Status: 400, Type: "invalid_request_error", Code: "duplicate_model", Param: "model", Message: "model appears more than once in the request body"}
 	case err != nil:
 		return errorf(400, "invalid_json", "request body is not a JSON object: %v", err)
 	case !present:

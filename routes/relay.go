@@ -96,6 +96,10 @@ func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *de
 		})
 		return
 	}
+	// The client's follow starts before the pump, so the live stream
+	// keeps every event until the client has been handed it.
+	fctx, stop := context.WithCancel(context.Background())
+	evs, _ := t.Follow(fctx, p.from)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -104,8 +108,6 @@ func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *de
 	detached := detach(c.st.Config)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		c.status = res.Status
-		fctx, stop := context.WithCancel(context.Background())
-		evs, _ := t.Follow(fctx, p.from)
 		gone := writeEvents(w, evs, p.from, nil)
 		stop()
 		if gone && !detached {
