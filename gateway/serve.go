@@ -77,7 +77,7 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		IdleTimeout:        2 * time.Minute,
 		// fasthttp answers oversize bodies and malformed requests itself;
 		// this keeps those answers in OpenAI's error shape.
-		ErrorHandler:                  routes.TransportError,
+		ErrorHandler:          routes.TransportError,
 		NoDefaultServerHeader: true,
 		CloseOnShutdown:       true,
 		// fasthttp's own error log would print raw request bytes,
