@@ -139,7 +139,7 @@ type Provider struct {
 	APIKey string `yaml:"api_key"`
 	// Timeout bounds a whole attempt. Default 60s.
 	Timeout time.Duration `yaml:"timeout"`
-	// FirstByteTimeout bounds the wait for the first response byte. Default 30s.
+	// FirstByteTimeout bounds the wait for the first response byte. Default 30s, or Timeout when shorter.
 	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
 	// MaxConns caps connections to this provider. Default 512.
 	MaxConns int `yaml:"max_conns"`

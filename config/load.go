@@ -546,7 +546,8 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 		path := "providers." + name
 		str(&p.Kind, path+".kind", DefaultProviderKind)
 		dur(&p.Timeout, path+".timeout", DefaultTimeout)
-		dur(&p.FirstByteTimeout, path+".first_byte_timeout", DefaultFirstByteTimeout)
+		// An unset first-byte wait never outlasts the whole attempt.
+		dur(&p.FirstByteTimeout, path+".first_byte_timeout", min(DefaultFirstByteTimeout, p.Timeout))
 		num(&p.MaxConns, path+".max_conns", DefaultMaxConns)
 	}
 	for i, r := range c.Routes {

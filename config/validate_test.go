@@ -134,7 +134,7 @@ func TestWarnings(t *testing.T) {
 	f(strings.Replace(keyed, "https://h/v1", "http://h/v1", 1),
 		"providers.p.base_url uses http: the api key is sent unencrypted")
 	f(strings.Replace(keyed, "https://h/v1", "http://127.0.0.1:9/v1", 1))
-	f(strings.Replace(keyed, "api_key: sk}", "api_key: sk, timeout: 10s}", 1),
+	f(strings.Replace(keyed, "api_key: sk}", "api_key: sk, timeout: 10s, first_byte_timeout: 30s}", 1),
 		"providers.p.first_byte_timeout (30s) exceeds timeout (10s): timeout applies first")
 	f(keyed+"dedupe: {wait_timeout: 1h}\n",
 		"dedupe.wait_timeout (1h0m0s) exceeds dedupe.max_processing (10m0s): no task lives that long")

@@ -316,7 +316,6 @@ func (c *Coordinator) replay(task Task) (*Ticket, error) {
 		return nil, ErrTooLarge
 	}
 	c.Count("replayed")
-	c.CountSaved(task.Model, task.Usage)
 	return &Ticket{Kind: KindReplay, Task: task}, nil
 }
 

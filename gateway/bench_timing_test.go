@@ -19,6 +19,12 @@ import (
 // client, gateway and fake upstream share the process, so allocs/op counts
 // all three (the client and the fake are a small, fixed part of it).
 
+// benchParallelism is how many client goroutines per GOMAXPROCS the
+// benchmarks run: a gateway serves many clients at once, and their
+// requests overlap on the store and the upstream connections. ns/op is
+// therefore the inverse of throughput, not the latency of one request.
+const benchParallelism = 8
+
 // benchConfig is testConfig's gateway for load: request logs off (warn),
 // enough upstream connections for the concurrency of the test, the
 // embedded store in a temp dir and route "*" to the fake.
@@ -36,7 +42,7 @@ providers:
 routes:
   - model: "*"
     targets: [{provider: fake}]
-`, testClientKey, t.TempDir()+"/gw.db", fakeURL)
+`, testClientKey, "/dev/shm/gwbench-"+strconv.FormatInt(time.Now().UnixNano(), 10)+".db", fakeURL)
 }
 
 // benchClient is a keep-alive client for conns concurrent connections.
@@ -102,6 +108,7 @@ func BenchmarkProxyNonStream(b *testing.B) {
 	_, g := benchGateway(b, upstreamtest.Behavior{})
 	c := benchClient(64)
 	var seq atomic.Int64
+	b.SetParallelism(benchParallelism)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -130,6 +137,7 @@ func BenchmarkReplay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.SetParallelism(benchParallelism)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -159,6 +167,7 @@ func BenchmarkStream(b *testing.B) {
 	c := benchClient(64)
 	wantText := upstreamtest.StreamText(behavior)
 	var seq atomic.Int64
+	b.SetParallelism(benchParallelism)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

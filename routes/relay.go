@@ -231,6 +231,7 @@ func (s *Server) fail(t *dedupe.Ticket, reason string) {
 func (s *Server) replay(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.Ticket) error {
 	r := t.Task.Response
 	c.usage = t.Task.Usage
+	s.countSaved(p, c.usage)
 	ctx.Response.Header.Set("Idempotent-Replayed", "true")
 	ctx.SetStatusCode(r.Status)
 	ctx.SetContentType(r.ContentType)
@@ -288,7 +289,17 @@ func (s *Server) join(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 			c.err = err
 		}
 		c.usage = dedupe.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens}
-		s.coord.CountSaved(p.req.Model, c.usage)
+		s.countSaved(p, c.usage)
 	})
 	return nil
+}
+
+// countSaved counts the tokens (and, when priced, the dollars) that a
+// replay or join did not pay for again.
+func (s *Server) countSaved(p *proxied, u dedupe.Usage) {
+	s.coord.CountSaved(p.req.Model, u)
+	cost := upstreams.Cost(p.chain.SavedPrice(), upstreams.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens})
+	if cost > 0 {
+		s.set.GetOrCreateFloatCounter(`gateway_cost_saved_usd_total{model=` + strconv.Quote(p.req.Model) + `}`).Add(cost)
+	}
 }

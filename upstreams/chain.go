@@ -23,6 +23,27 @@ type Chain struct {
 	Route   *config.Route
 	Targets []Target
 	metrics *Metrics
+	pricing map[string]config.Price
+}
+
+// price returns the pricing of a model label, or nil.
+func (c *Chain) price(model string) *config.Price {
+	if p, ok := c.pricing[model]; ok {
+		return &p
+	}
+	return nil
+}
+
+// SavedPrice is the pricing used for what a replay or join saved: the
+// route model's own price, else its first target model's.
+func (c *Chain) SavedPrice() *config.Price {
+	if p := c.price(c.Route.Model); p != nil {
+		return p
+	}
+	if len(c.Targets) > 0 {
+		return c.price(c.Targets[0].Model)
+	}
+	return nil
 }
 
 // Request is what the chain sends; Body is the client's bytes, of which
@@ -86,7 +107,7 @@ func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
 				a.Outcome = OutcomeSkipped
 			}
 			res.Attempts = append(res.Attempts, a)
-			c.metrics.attempt(&a, labelModel)
+			c.metrics.attempt(&a, labelModel, c.price(labelModel))
 			last = e
 			if a.Outcome == OutcomeSkipped || c.Route.FallsBackOn(e.Status, e.Connect, e.Timeout) {
 				continue
@@ -112,7 +133,7 @@ func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
 			} else {
 				a.HTTPStatus = rep.status
 			}
-			c.metrics.attempt(a, labelModel)
+			c.metrics.attempt(a, labelModel, c.price(labelModel))
 		}
 		if req.Stream && isEventStream(rep.contentType) {
 			res.Stream = &Stream{br: rep.body, release: rep.release, finish: finish, provider: t.Provider.Name, needsDone: req.Path != "/v1/responses"}
@@ -161,7 +182,7 @@ func NewRegistry(cfg *config.Config, m *Metrics) (*Registry, error) {
 		r.providers[name] = p
 	}
 	for _, rc := range cfg.Routes {
-		ch := &Chain{Route: rc, metrics: m}
+		ch := &Chain{Route: rc, metrics: m, pricing: cfg.Pricing}
 		for _, t := range rc.Targets {
 			p := r.providers[t.Provider]
 			if p == nil {

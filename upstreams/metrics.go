@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/idemgw/gateway/config"
 )
 
 // Metrics are the upstream-side series of DESIGN.md section 6. Label
@@ -20,8 +22,9 @@ func NewMetrics() *Metrics { return &Metrics{set: metrics.NewSet()} }
 func (m *Metrics) Set() *metrics.Set { return m.set }
 
 // attempt counts a finished attempt; modelLabel is the configured target
-// model (or the route's model name), never the client's free text.
-func (m *Metrics) attempt(a *Attempt, modelLabel string) {
+// model (or the route's model name), never the client's free text. price
+// is nil when the model has no pricing.
+func (m *Metrics) attempt(a *Attempt, modelLabel string, price *config.Price) {
 	m.set.GetOrCreateCounter(fmt.Sprintf(`gateway_upstream_attempts_total{provider=%q,outcome=%q}`, a.Provider, a.Outcome)).Inc()
 	if a.Outcome == OutcomeSkipped {
 		return
@@ -31,6 +34,17 @@ func (m *Metrics) attempt(a *Attempt, modelLabel string) {
 		m.set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`gateway_upstream_ttfb_seconds{provider=%q}`, a.Provider)).Update(a.TTFB.Seconds())
 	}
 	m.tokens(a.Provider, modelLabel, a.Usage)
+	if cost := Cost(price, a.Usage); cost > 0 {
+		m.set.GetOrCreateFloatCounter(fmt.Sprintf(`gateway_cost_usd_total{model=%q}`, modelLabel)).Add(cost)
+	}
+}
+
+// Cost is the USD price of usage under price (0 without pricing).
+func Cost(price *config.Price, u Usage) float64 {
+	if price == nil {
+		return 0
+	}
+	return (float64(u.PromptTokens)*price.PromptPer1M + float64(u.CompletionTokens)*price.CompletionPer1M) / 1e6
 }
 
 func (m *Metrics) tokens(provider, model string, u Usage) {
