@@ -42,7 +42,7 @@ providers:
 routes:
   - model: "*"
     targets: [{provider: fake}]
-`, testClientKey, "/dev/shm/gwbench-"+strconv.FormatInt(time.Now().UnixNano(), 10)+".db", fakeURL)
+`, testClientKey, t.TempDir()+"/gw.db", fakeURL)
 }
 
 // benchClient is a keep-alive client for conns concurrent connections.

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,4 +165,41 @@ func TestStoresDown(t *testing.T) {
 			t.Fatalf("readyz with Postgres down: %d", rz.StatusCode)
 		}
 	})
+}
+
+// SIGTERM stops accepting, lets the in-flight request finish, then the
+// process exits 0 (issue 2).
+func TestSigtermDrainsInFlight(t *testing.T) {
+	fake := startFake(t)
+	fake.SetBehavior("slow", upstreamtest.Behavior{FirstByteDelay: time.Second})
+	p := startProcess(t, testConfig(t, fake.URL, ""))
+	type answer struct {
+		status int
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", p.URL+"/v1/chat/completions", strings.NewReader(chatBody("slow", "drain", false)))
+		req.Header.Set("Authorization", "Bearer "+testClientKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		resp.Body.Close()
+		done <- answer{status: resp.StatusCode}
+	}()
+	waitFor(t, 5*time.Second, "the upstream call", func() bool { return fake.Calls() == 1 })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-done; a.err != nil || a.status != 200 {
+		t.Fatalf("in-flight request during shutdown: %d %v", a.status, a.err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs.String())
+	}
+	if _, err := http.Get(p.URL + "/healthz"); err == nil {
+		t.Fatal("the gateway still accepts after SIGTERM")
+	}
 }

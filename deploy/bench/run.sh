@@ -60,7 +60,8 @@ routes:
   - model: "*"
     targets: [{provider: fake}]
 YAML
-# Request logs go to a file, as they would in production, not the terminal.
+# Request logs go to a file, as they would in production, not the terminal;
+# the level stays info because the listening address is read from the log.
 "$tmp/gateway" serve -config "$tmp/gateway.yaml" >"$tmp/gateway.log" 2>&1 &
 pids+=($!)
 addr=$(wait_for "$tmp/gateway.log" '"addr":"127\.0\.0\.1:[0-9]+"' | cut -d'"' -f4)
