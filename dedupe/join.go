@@ -24,7 +24,10 @@ func (c *Coordinator) Join(ctx context.Context, r Request, t *Ticket, from int, 
 		src = c.remote
 	}
 	n := from
-	ch, errf := src.Follow(ctx, name, from, c.opts.WaitTimeout)
+	fctx, stop := context.WithTimeout(ctx, c.opts.MaxProcessing)
+	defer stop()
+	go c.watchLeader(fctx, stop, r, t.Task.Fence)
+	ch, errf := src.Follow(fctx, name, from, c.opts.WaitTimeout)
 	for ev := range ch {
 		if err := emit(ev); err != nil {
 			return err
@@ -40,17 +43,48 @@ func (c *Coordinator) Join(ctx context.Context, r Request, t *Ticket, from int, 
 	if err := errf(); err != nil && errors.Is(err, ErrLockUnavailable) {
 		c.degraded()
 	}
-	return c.joinFromRecord(ctx, r, n, emit)
+	return c.joinFromRecord(ctx, r, t.Task.Fence, n, emit)
+}
+
+// watchLeader stops a join whose leader died: its lease ran out or the
+// task was taken over, so its live stream will never end by itself.
+func (c *Coordinator) watchLeader(ctx context.Context, stop context.CancelFunc, r Request, fence int64) {
+	every := max(c.opts.Lease/3, 100*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		sctx, cancel := c.ctx(ctx)
+		task, _, err := c.store.Get(sctx, r.Tenant, r.KeyHash)
+		cancel()
+		if err != nil {
+			continue
+		}
+		// The lease is compared with a margin of one lease, since it was
+		// set by another clock.
+		dead := task.Status == StatusProcessing && time.Now().After(task.LeaseUntil.Add(c.opts.Lease))
+		if task.Fence != fence || dead {
+			stop()
+			return
+		}
+	}
 }
 
 // joinFromRecord waits until the task is finished and replays its
 // transcript from event index from.
-func (c *Coordinator) joinFromRecord(ctx context.Context, r Request, from int, emit func(LiveEvent) error) error {
+func (c *Coordinator) joinFromRecord(ctx context.Context, r Request, fence int64, from int, emit func(LiveEvent) error) error {
 	task, err := c.awaitFinished(ctx, r)
 	if err != nil {
 		return emit(LiveEvent{End: true, Err: err.Error()})
 	}
 	switch {
+	case task.Fence != fence && from > 0:
+		// Another generation: its events would not continue the ones sent.
+		return emit(LiveEvent{End: true, Err: "the leading request died mid-stream; retry with the same key"})
 	case task.Status == StatusFailed:
 		return emit(LiveEvent{End: true, Err: "the leading request failed: " + task.Error})
 	case task.TooLarge || task.Response == nil:

@@ -156,7 +156,7 @@ type obsResult struct {
 	// replayCompletion and replayPrompt are the fake's usage of the
 	// replayed task (route "chat").
 	replayCompletion, replayPrompt int
-	fallbackRequests                int
+	fallbackRequests               int
 }
 
 // rawDo sends a request without testing.T, for goroutines.
