@@ -15,27 +15,29 @@ import (
 	"github.com/idemgw/gateway/upstreams/upstreamtest"
 )
 
-// configFlag parses -config for a command.
-func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+// loadConfig parses a command's -config flag and loads the file. On
+// failure it has printed why and returns the exit code (2 for bad flags,
+// 1 for a bad config).
+func loadConfig(name string, args []string, stderr io.Writer) (*config.Config, int) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "gateway.yaml", "path of the config file")
 	if err := fs.Parse(args); err != nil {
-		return "", false
+		return nil, 2
 	}
-	return *path, true
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, 1
+	}
+	return cfg, 0
 }
 
 // cmdCheck validates the config and prints it with secrets redacted.
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("check", args, stderr)
-	if !ok {
-		return 2
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	cfg, code := loadConfig("check", args, stderr)
+	if cfg == nil {
+		return code
 	}
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintln(stderr, "warning:", w)
@@ -51,14 +53,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 
 // cmdMigrate applies the Postgres migrations.
 func cmdMigrate(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("migrate", args, stderr)
-	if !ok {
-		return 2
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	cfg, code := loadConfig("migrate", args, stderr)
+	if cfg == nil {
+		return code
 	}
 	if cfg.Store.Kind != "postgres" {
 		fmt.Fprintln(stdout, "store.kind is", cfg.Store.Kind, "- the embedded store needs no migrations")
@@ -76,14 +73,9 @@ func cmdMigrate(args []string, stdout, stderr io.Writer) int {
 
 // cmdReap runs one reaper pass, for operators who prefer a timer.
 func cmdReap(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("reap", args, stderr)
-	if !ok {
-		return 2
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	cfg, code := loadConfig("reap", args, stderr)
+	if cfg == nil {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

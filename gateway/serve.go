@@ -200,14 +200,9 @@ func (a *app) reload() error {
 
 // cmdServe runs the gateway until SIGTERM or SIGINT; SIGHUP reloads.
 func cmdServe(args []string, stderr io.Writer) int {
-	path, ok := configFlag("serve", args, stderr)
-	if !ok {
-		return 2
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	cfg, code := loadConfig("serve", args, stderr)
+	if cfg == nil {
+		return code
 	}
 	a, err := newApp(cfg, stderr)
 	if err != nil {

@@ -1,0 +1,65 @@
+package routes
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/idemgw/gateway/config"
+)
+
+func TestErrorBodyShape(t *testing.T) {
+	f := func(e *APIError, wantType string, wantParam, wantCode any) {
+		t.Helper()
+		var v map[string]map[string]any
+		if err := json.Unmarshal(errorBody(e), &v); err != nil {
+			t.Fatalf("not JSON: %v", err)
+		}
+		in := v["error"]
+		if in["message"] != e.Message || in["type"] != wantType || in["param"] != wantParam || in["code"] != wantCode {
+			t.Fatalf("error body %v", in)
+		}
+		if len(in) != 4 {
+			t.Fatalf("error body has %d fields, want message, type, param, code", len(in))
+		}
+	}
+	f(errorf(400, "invalid_json", "bad %s", "json"), "invalid_request_error", nil, "invalid_json")
+	f(errorf(401, "invalid_api_key", "who"), "authentication_error", nil, "invalid_api_key")
+	f(errorf(503, "store_unavailable", "down"), "api_error", nil, "store_unavailable")
+	f(&APIError{Status: 400, Type: "invalid_request_error", Param: "model", Message: "m"}, "invalid_request_error", "model", nil)
+}
+
+func TestTenantFor(t *testing.T) {
+	keys := authKeys(config.Auth{Keys: []config.ClientKey{
+		{Tenant: "a", Key: "sk-a"},
+		// sha256("sk-b")
+		{Tenant: "b", SHA256: "18519d64d0d18b0e84e43301547425933dc0394576666e8da1ef1790fb64ca9f"},
+	}})
+	f := func(header, wantTenant string, wantOK bool) {
+		t.Helper()
+		var ctx fasthttp.RequestCtx
+		if header != "" {
+			ctx.Request.Header.Set("Authorization", header)
+		}
+		tenant, ok := tenantFor(&ctx, keys)
+		if tenant != wantTenant || ok != wantOK {
+			t.Fatalf("tenantFor(%q) = %q, %v; want %q, %v", header, tenant, ok, wantTenant, wantOK)
+		}
+	}
+	f("Bearer sk-a", "a", true)
+	f("bearer sk-a", "a", true)
+	f("Bearer sk-a ", "a", true)
+	f("Bearer sk-b", "b", true)
+	f("Bearer sk-b-wrong", "", false)
+	f("Basic sk-a", "", false)
+	f("", "", false)
+	f("Bearer ", "", false)
+}
+
+func TestRetryHeaders(t *testing.T) {
+	h := retryHeaders(250)
+	if h["Retry-After"] != "1" || h["retry-after-ms"] != "250" || h["x-should-retry"] != "true" {
+		t.Fatalf("retry headers %v", h)
+	}
+}
