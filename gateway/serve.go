@@ -47,6 +47,9 @@ type app struct {
 // newApp opens the stores and builds the server of cfg.
 func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 	a := &app{cfg: cfg, log: newLogger(cfg.Log, logOut), umet: upstreams.NewMetrics(), set: metrics.NewSet()}
+	// Both series exist from the start, so increase() sees the first reload.
+	a.set.GetOrCreateCounter(`gateway_config_reloads_total{result="success"}`)
+	a.set.GetOrCreateCounter(`gateway_config_reloads_total{result="failure"}`)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := routes.NewState(cfg, a.umet)
@@ -93,6 +96,13 @@ type fasthttpLogger struct{ log *slog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
 	l.log.Warn("http server", "message", fmt.Sprintf(format, args...))
+}
+
+// redisLogger routes go-redis's messages into the structured log.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, args ...any) {
+	l.log.Warn("redis", "message", fmt.Sprintf(format, args...))
 }
 
 // handler adds /metrics in front of the API.
@@ -209,6 +219,9 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "cannot start:", err)
 		return 1
 	}
+	// go-redis logs through a package-level logger; in this process it
+	// joins the structured log instead of writing plain lines.
+	redis.SetLogger(redisLogger{a.log})
 	for _, w := range cfg.Warnings() {
 		a.log.Warn("config warning", "warning", w)
 	}

@@ -21,7 +21,7 @@ func (s *Server) adminTask(ctx *fasthttp.RequestCtx, c *call) error {
 	if s.coord == nil {
 		return errorf(404, "not_found", "deduplication is disabled on this gateway")
 	}
-	raw := string(ctx.Path()[len("/admin/tasks/"):])
+	raw := string(ctx.Path()[len(adminTasksPrefix):])
 	key, err := url.PathUnescape(raw)
 	if err != nil || key == "" {
 		return errorf(400, "invalid_key", "cannot read the key from the path")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -88,6 +89,9 @@ type call struct {
 
 type handlerFunc func(ctx *fasthttp.RequestCtx, c *call) error
 
+// adminTasksPrefix starts the path of GET /admin/tasks/{key}.
+const adminTasksPrefix = "/admin/tasks/"
+
 // Handler is the server's one fasthttp.RequestHandler.
 func (s *Server) Handler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
@@ -137,7 +141,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, c *call) handlerFunc {
 		}
 		return s.authed(s.models)
 	}
-	if len(path) > len("/admin/tasks/") && path[:len("/admin/tasks/")] == "/admin/tasks/" {
+	if len(path) > len(adminTasksPrefix) && strings.HasPrefix(path, adminTasksPrefix) {
 		if !ctx.IsGet() {
 			return methodNotAllowed("GET")
 		}
@@ -198,7 +202,7 @@ func (c *call) finish() {
 	}
 	attrs := []slog.Attr{
 		slog.String("request_id", c.id),
-		slog.String("path", c.path),
+		slog.String("path", logPath(c.path)),
 		slog.String("tenant", c.tenant),
 		slog.String("route", c.route),
 		slog.String("key_hash", shortHash(c.keyHash)),
@@ -214,6 +218,15 @@ func (c *call) finish() {
 		attrs = append(attrs, slog.String("error", c.err.Error()))
 	}
 	s.log.LogAttrs(context.Background(), level, "request", attrs...)
+}
+
+// logPath keeps idempotency keys out of the log: admin lookups carry
+// the raw key in their path.
+func logPath(path string) string {
+	if strings.HasPrefix(path, adminTasksPrefix) {
+		return adminTasksPrefix + "{key}"
+	}
+	return path
 }
 
 // shortHash logs a prefix of the key hash: enough to correlate with

@@ -165,7 +165,7 @@ func (p *Provider) do(ctx context.Context, c Call, start time.Time) (*reply, *Er
 	// Until the first body byte, a silent upstream is cut at first_byte_timeout.
 	firstByteTimer := time.AfterFunc(time.Until(firstByte), interrupt)
 	stopCancel := context.AfterFunc(ctx, interrupt)
-	br := bufio.NewReaderSize(bodyStream, 16<<10)
+	br := bufio.NewReaderSize(bodyStream, 4<<10)
 	_, peekErr := br.Peek(1)
 	timedOut := !firstByteTimer.Stop()
 	ttfb := time.Since(start)

@@ -81,5 +81,5 @@ bench -mode same-key           # one key: the first leads, the rest replay or wa
 bench -mode derived -stream    # no key, one body: derived key, replayed transcripts
 
 echo
-echo "== summary (req/s, latency p50/p99, errors)"
-awk '/^target/ {t=$0} /^requests/ {r=$5" "$6} /^latency/ {l=$2" "$4} /^errors/ {print t; print "   ", r, l, "errors:", substr($0, 13)}' "$summary"
+echo "== summary (req/s, latency p50/p99, stream ttfb p50/p99, replays, errors)"
+awk '/^target/ {t=$0; f=""} /^requests/ {r=$5" "$6} /^latency/ {l=$2" "$4} /^ttfb/ {f=" ttfb "$2" "$3} /^replayed/ {p=" replayed "$2} /^errors/ {print t; print "   ", r, l f p, "errors:", substr($0, 13)}' "$summary"
