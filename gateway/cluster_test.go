@@ -17,12 +17,21 @@ import (
 	"github.com/idemgw/gateway/dedupe/dedupetest"
 )
 
-// The binary for multi-process tests is built once per test run.
+// The binary for multi-process tests is built once per test run, into
+// a directory removed when the run ends.
 var (
 	binOnce sync.Once
 	binPath string
 	binErr  error
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
 
 func gatewayBinary(t testing.TB) string {
 	t.Helper()
