@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idemgw/gateway/upstreams/upstreamtest"
+)
+
+// writeConfig writes a config file for the commands.
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// `gateway migrate` applies the schema (twice is fine) and `gateway reap`
+// runs one pass that fails a zombie left by a killed process.
+func TestMigrateAndReapCommands(t *testing.T) {
+	cl := newCluster(t)
+	fake := startFake(t)
+	cfgText := testConfig(t, fake.URL, cl.yaml(t, "")+"store: {kind: postgres, url: \""+cl.pgURL+"\", migrate: manual}\n")
+	// The cluster yaml already has a store line; keep the manual one.
+	cfgText = strings.Replace(cfgText, "store: {kind: postgres, url: \""+cl.pgURL+"\"}\n", "", 1)
+	path := writeConfig(t, cfgText)
+	for i := 0; i < 2; i++ {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"migrate", "-config", path}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "migrations applied") {
+			t.Fatalf("migrate #%d: exit %d\n%s%s", i+1, code, out.String(), errOut.String())
+		}
+	}
+	fake.SetBehavior("slow", upstreamtest.Behavior{FirstByteDelay: 3 * time.Second})
+	zombieCfg := strings.Replace(cfgText, "store:", "dedupe: {lease: 300ms}\nstore:", 1)
+	killLeaderMidCall(t, fake, zombieCfg, "reap-cmd", chatBody("slow", "reap command", false))
+	time.Sleep(400 * time.Millisecond) // the lease runs out
+	var out, errOut bytes.Buffer
+	if code := run([]string{"reap", "-config", writeConfig(t, zombieCfg)}, &out, &errOut); code != 0 {
+		t.Fatalf("reap: exit %d\n%s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "reclaimed 1 zombie tasks") {
+		t.Fatalf("reap output: %s", out.String())
+	}
+}
