@@ -320,6 +320,7 @@ func (c *Config) Warnings() []string {
 	if c.Auth.AdminKey == "" {
 		w = append(w, "auth.admin_key is empty: the admin API is disabled")
 	}
+	w = append(w, c.routeTimeWarnings()...)
 	used := map[string]bool{}
 	for i, r := range c.Routes {
 		if r == nil {
@@ -363,4 +364,26 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// routeTimeWarnings flags routes whose worst case (every target timing
+// out) outlives dedupe.max_processing: the task would be taken over while
+// its leader still calls upstream, and the leader would be cancelled.
+func (c *Config) routeTimeWarnings() []string {
+	var w []string
+	for i, r := range c.Routes {
+		if r == nil {
+			continue
+		}
+		var total time.Duration
+		for _, t := range r.Targets {
+			if p := c.Providers[t.Provider]; p != nil {
+				total += p.Timeout
+			}
+		}
+		if c.Dedupe.MaxProcessing > 0 && total+c.Dedupe.Lease > c.Dedupe.MaxProcessing {
+			w = append(w, fmt.Sprintf("routes[%d] (%s): its targets' timeouts add up to %s, past dedupe.max_processing (%s) minus the lease: a slow chain is cut at max_processing", i, r.Model, total, c.Dedupe.MaxProcessing))
+		}
+	}
+	return w
 }

@@ -46,12 +46,14 @@ func (c *Coordinator) Join(ctx context.Context, r Request, t *Ticket, from int, 
 	return c.joinFromRecord(ctx, r, t.Task.Fence, n, emit)
 }
 
-// watchLeader stops a join whose leader died: its lease ran out or the
-// task was taken over, so its live stream will never end by itself.
+// watchLeader stops a join whose live stream will not end by itself: the
+// leader died (its lease ran out), the task was taken over, or the task
+// finished but its end marker never reached the live stream.
 func (c *Coordinator) watchLeader(ctx context.Context, stop context.CancelFunc, r Request, fence int64) {
 	every := max(c.opts.Lease/3, 100*time.Millisecond)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	finished := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -67,7 +69,12 @@ func (c *Coordinator) watchLeader(ctx context.Context, stop context.CancelFunc, 
 		// The lease is compared with a margin of one lease, since it was
 		// set by another clock.
 		dead := task.Status == StatusProcessing && time.Now().After(task.LeaseUntil.Add(c.opts.Lease))
-		if task.Fence != fence || dead {
+		if task.Status != StatusProcessing {
+			// The end marker should have arrived; if the live stream lost
+			// it (a failed append), finish from the record.
+			finished++
+		}
+		if task.Fence != fence || dead || finished >= 2 {
 			stop()
 			return
 		}

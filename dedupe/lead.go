@@ -22,9 +22,15 @@ type leader struct {
 	fence  int64
 	lock   Lock
 	name   string
-	stop   chan struct{}
-	halted chan struct{}
-	lost   atomic.Bool
+	stop    chan struct{}
+	halted  chan struct{}
+	lost    atomic.Bool
+	started time.Time
+	// onLost cancels the leader's upstream call once its task was taken
+	// over or outlived max_processing: whatever it still pays for could
+	// not be recorded.
+	onLostMu sync.Mutex
+	onLost   func()
 
 	// Written by the leading goroutine only.
 	transcript []byte
@@ -36,7 +42,7 @@ type leader struct {
 
 func (c *Coordinator) newLeader(r Request, task Task, lock Lock) *leader {
 	l := &leader{c: c, req: r, fence: task.Fence, lock: lock, name: liveName(r.KeyHash, task.Fence),
-		stop: make(chan struct{}), halted: make(chan struct{})}
+		stop: make(chan struct{}), halted: make(chan struct{}), started: time.Now()}
 	if r.Stream {
 		c.local.Open(l.name)
 		c.mu.Lock()
@@ -63,10 +69,13 @@ func (l *leader) heartbeat() {
 			return
 		case <-t.C:
 		}
+		if l.c.opts.MaxProcessing > 0 && time.Since(l.started) > l.c.opts.MaxProcessing {
+			l.lose()
+		}
 		ctx, cancel := l.c.ctx(context.Background())
 		err := l.c.store.Heartbeat(ctx, l.req.Tenant, l.req.KeyHash, l.fence, l.c.opts.Lease)
 		if errors.Is(err, ErrFenced) {
-			l.lost.Store(true)
+			l.lose()
 		} else if err != nil {
 			l.c.storeError("heartbeat", err)
 		}
@@ -75,6 +84,28 @@ func (l *leader) heartbeat() {
 				l.c.degraded()
 			}
 		}
+		cancel()
+	}
+}
+
+// lose marks the lease lost and cancels the upstream call.
+func (l *leader) lose() {
+	l.lost.Store(true)
+	l.onLostMu.Lock()
+	f := l.onLost
+	l.onLostMu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// OnLost registers the function that cancels the leader's upstream call
+// when its task is taken over or outlives max_processing.
+func (t *Ticket) OnLost(cancel func()) {
+	t.lead.onLostMu.Lock()
+	t.lead.onLost = cancel
+	t.lead.onLostMu.Unlock()
+	if t.lead.lost.Load() {
 		cancel()
 	}
 }
@@ -150,26 +181,45 @@ func (t *Ticket) Complete(ctx context.Context, resp Response, usage Usage) error
 	} else if len(resp.Body) > l.c.opts.MaxRecordBytes {
 		c.Response.Body, c.TooLarge = nil, true
 	}
-	sctx, cancel := l.c.ctx(context.Background())
-	defer cancel()
-	err := l.c.store.Complete(sctx, l.req.Tenant, l.req.KeyHash, l.fence, c)
-	if err != nil && !errors.Is(err, ErrFenced) {
-		err = l.c.storeError("complete", err)
-	}
+	err := l.write("complete", func(ctx context.Context) error {
+		return l.c.store.Complete(ctx, l.req.Tenant, l.req.KeyHash, l.fence, c)
+	})
 	l.end("")
 	return err
+}
+
+// finalWriteBudget bounds how long a leader retries storing its outcome.
+const finalWriteBudget = 30 * time.Second
+
+// write stores the task's outcome, retrying with backoff while the
+// heartbeat keeps the lease: a paid answer lost to a passing store error
+// would be paid again by the retry.
+func (l *leader) write(op string, fn func(ctx context.Context) error) error {
+	deadline := time.Now().Add(finalWriteBudget)
+	backoff := 100 * time.Millisecond
+	for {
+		ctx, cancel := l.c.ctx(context.Background())
+		err := fn(ctx)
+		cancel()
+		if err == nil || errors.Is(err, ErrFenced) {
+			return err
+		}
+		err = l.c.storeError(op, err)
+		if time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }
 
 // Fail marks the task failed (a retry makes a new attempt) and ends it;
 // joiners receive reason as the stream's error.
 func (t *Ticket) Fail(ctx context.Context, reason string) error {
 	l := t.lead
-	sctx, cancel := l.c.ctx(context.Background())
-	defer cancel()
-	err := l.c.store.Fail(sctx, l.req.Tenant, l.req.KeyHash, l.fence, reason, l.c.opts.KeyTTL)
-	if err != nil && !errors.Is(err, ErrFenced) {
-		err = l.c.storeError("fail", err)
-	}
+	err := l.write("fail", func(ctx context.Context) error {
+		return l.c.store.Fail(ctx, l.req.Tenant, l.req.KeyHash, l.fence, reason, l.c.opts.KeyTTL)
+	})
 	if reason == "" {
 		reason = "upstream failed"
 	}
@@ -190,7 +240,9 @@ func (l *leader) end(errText string) {
 			_ = l.c.local.Append(ctx, l.name, ev)
 			_ = l.c.local.Expire(ctx, l.name, localLinger)
 		}
-		if l.c.remote != nil && l.req.Stream && !l.remoteDown {
+		if l.c.remote != nil && l.req.Stream {
+			// Even after a failed append, try to end remote joiners now
+			// rather than at their watchdog.
 			if l.c.remote.Append(ctx, l.name, ev) != nil || l.c.remote.Expire(ctx, l.name, remoteLinger) != nil {
 				l.c.degraded()
 			}

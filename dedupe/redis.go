@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,11 @@ import (
 type Redis struct {
 	client redis.UniversalClient
 	prefix string
+
+	subMu   sync.Mutex
+	sub     *redis.PubSub
+	subDone chan struct{}
+	waiters map[string]map[chan struct{}]struct{}
 }
 
 // NewRedis returns a Redis backend whose keys and channels all start with
@@ -118,54 +124,96 @@ func (l *redisLock) Release(ctx context.Context) error {
 	return nil
 }
 
-// Subscribe implements Notifier with Redis Pub/Sub. ctx bounds only the
-// subscription's set-up, like a dial: the subscription lasts until the
-// returned function is called, which the caller must do.
+// Subscribe implements Notifier with Redis Pub/Sub. All waiters of a
+// process share one pattern subscription (prefix+"done:*") and are woken
+// through an in-process fan-out, so a thousand waiting duplicates hold
+// one Redis connection, not a thousand. ctx bounds only the set-up of
+// that subscription; the returned function ends this waiter's interest
+// and must be called.
 //
 // go-redis pings the subscription's connection and resubscribes after a
 // reconnect; a publish sent while disconnected is lost, which is why
 // waiters must not rely on the wake-up alone (it is best effort).
 func (r *Redis) Subscribe(ctx context.Context, name string) (<-chan struct{}, func(), error) {
-	sub := r.client.Subscribe(ctx, r.prefix+"done:"+name)
+	r.subMu.Lock()
+	defer r.subMu.Unlock()
+	if r.sub == nil {
+		if err := r.startSubscription(ctx); err != nil {
+			return nil, nil, lockUnavailable("subscribe to", name, err)
+		}
+	}
+	out := make(chan struct{}, 1)
+	set := r.waiters[name]
+	if set == nil {
+		set = map[chan struct{}]struct{}{}
+		r.waiters[name] = set
+	}
+	set[out] = struct{}{}
+	var once sync.Once
+	cancel := func() {
+		once.Do(func() {
+			r.subMu.Lock()
+			defer r.subMu.Unlock()
+			delete(r.waiters[name], out)
+			if len(r.waiters[name]) == 0 {
+				delete(r.waiters, name)
+			}
+		})
+	}
+	return out, cancel, nil
+}
+
+// startSubscription opens the shared pattern subscription and its
+// fan-out goroutine. Must be called with subMu held.
+func (r *Redis) startSubscription(ctx context.Context) error {
+	sub := r.client.PSubscribe(ctx, r.prefix+"done:*")
 	// Wait for the server's confirmation: a publish sent after Subscribe
 	// returns must reach us.
 	msg, err := sub.Receive(ctx)
 	if err == nil {
-		if s, ok := msg.(*redis.Subscription); !ok || s.Kind != "subscribe" {
+		if s, ok := msg.(*redis.Subscription); !ok || s.Kind != "psubscribe" {
 			err = fmt.Errorf("unexpected reply %v", msg)
 		}
 	}
 	if err != nil {
 		_ = sub.Close()
-		return nil, nil, lockUnavailable("subscribe to", name, err)
+		return err
 	}
-
-	out := make(chan struct{}, 1)
-	// A channel of one is enough: go-redis's goroutine never waits long on
-	// us, because we forward without blocking.
-	msgs := sub.Channel(redis.WithChannelSize(1))
-	done := make(chan struct{})
+	r.sub, r.waiters = sub, map[string]map[chan struct{}]struct{}{}
+	r.subDone = make(chan struct{})
+	msgs := sub.Channel(redis.WithChannelSize(64))
 	go func() {
-		defer close(done)
-		// msgs is closed by sub.Close, which ends this goroutine.
-		for range msgs {
-			select {
-			case out <- struct{}{}:
-			default:
-				// A wake-up is already pending; the waiter re-reads the
-				// record anyway.
+		defer close(r.subDone)
+		// msgs is closed by sub.Close (Close), which ends this goroutine.
+		for m := range msgs {
+			name := strings.TrimPrefix(m.Channel, r.prefix+"done:")
+			r.subMu.Lock()
+			for ch := range r.waiters[name] {
+				select {
+				case ch <- struct{}{}:
+				default:
+					// A wake-up is already pending; the waiter re-reads
+					// the record anyway.
+				}
 			}
+			r.subMu.Unlock()
 		}
 	}()
+	return nil
+}
 
-	var once sync.Once
-	cancel := func() {
-		once.Do(func() {
-			_ = sub.Close()
-			<-done
-		})
+// Close ends the shared subscription (the client is the caller's).
+func (r *Redis) Close() error {
+	r.subMu.Lock()
+	sub, done := r.sub, r.subDone
+	r.sub = nil
+	r.subMu.Unlock()
+	if sub == nil {
+		return nil
 	}
-	return out, cancel, nil
+	err := sub.Close()
+	<-done
+	return err
 }
 
 // Publish implements Notifier.

@@ -33,6 +33,7 @@ type app struct {
 	log    *slog.Logger
 	store  dedupe.Store
 	redis  redis.UniversalClient
+	rbackend *dedupe.Redis
 	coord  *dedupe.Coordinator
 	umet   *upstreams.Metrics
 	server *routes.Server
@@ -67,7 +68,8 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		}
 		if cfg.Lock.Kind == "redis" {
 			a.redis = newRedis(cfg.Lock.Redis)
-			backend = dedupe.NewRedis(a.redis, cfg.Lock.Redis.KeyPrefix)
+			a.rbackend = dedupe.NewRedis(a.redis, cfg.Lock.Redis.KeyPrefix)
+			backend = a.rbackend
 		}
 		a.coord = dedupe.NewCoordinator(a.store, backend, coordinatorOptions(cfg))
 	}
@@ -178,6 +180,9 @@ func (a *app) shutdown(ctx context.Context) error {
 func (a *app) close() {
 	if a.store != nil {
 		_ = a.store.Close()
+	}
+	if a.rbackend != nil {
+		_ = a.rbackend.Close()
 	}
 	if a.redis != nil {
 		_ = a.redis.Close()

@@ -216,12 +216,25 @@ func TestStreamReplayBytes(t *testing.T) {
 	if !bytes.Contains(orig, []byte("data: [DONE]")) || fake.Calls() != 1 {
 		t.Fatalf("original lacks [DONE] or paid twice (%d)", fake.Calls())
 	}
-	// Resume after the third event: only the events after it.
-	r3 := openStream(t, g.URL, body, "Idempotency-Key", "rb", "Last-Event-ID", "3")
-	rest, _ := io.ReadAll(r3.Body)
+	// Resume after the third event (id "fence.n"): only the events after it.
 	events := strings.SplitAfter(string(orig), "\n\n")
+	if !strings.HasSuffix(events[2], "\nid: 1.3\n\n") {
+		t.Fatalf("third event has no id 1.3: %q", events[2])
+	}
+	r3 := openStream(t, g.URL, body, "Idempotency-Key", "rb", "Last-Event-ID", "1.3")
+	rest, _ := io.ReadAll(r3.Body)
 	if string(rest) != strings.Join(events[3:], "") {
 		t.Fatalf("resume from 3:\n%s\nwant\n%s", rest, strings.Join(events[3:], ""))
+	}
+	// An id of another generation cannot be continued: 409, not a splice.
+	r4 := openStream(t, g.URL, body, "Idempotency-Key", "rb", "Last-Event-ID", "2.3")
+	if b, _ := io.ReadAll(r4.Body); r4.StatusCode != 409 || !strings.Contains(string(b), "stream_not_resumable") {
+		t.Fatalf("resume of another generation: %d %s", r4.StatusCode, b)
+	}
+	// Resuming a key that has no answer yet would start a new one.
+	r5 := openStream(t, g.URL, body, "Idempotency-Key", "rb-new", "Last-Event-ID", "1.3")
+	if b, _ := io.ReadAll(r5.Body); r5.StatusCode != 409 || fake.Calls() != 1 {
+		t.Fatalf("resume of a new key: %d %s calls %d", r5.StatusCode, b, fake.Calls())
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -25,8 +26,12 @@ type proxied struct {
 	// key is the idempotency key used (sent or derived); "" = no dedupe.
 	key string
 	req dedupe.Request
-	// from is the index of the first event to send (Last-Event-ID).
-	from int
+	// from is the index of the first event to send, and fromFence the
+	// generation it counts in (Last-Event-ID "fence.n"); resume is false
+	// without Last-Event-ID.
+	from      int
+	fromFence int64
+	resume    bool
 }
 
 // proxy handles the four POST endpoints.
@@ -67,11 +72,11 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 	}
 	ctx.Response.Header.Set("Idempotency-Key", p.key)
 	if id := ctx.Request.Header.Peek("Last-Event-ID"); len(id) > 0 {
-		n, err := strconv.Atoi(string(bytes.TrimSpace(id)))
-		if err != nil || n < 0 {
-			return &APIError{Status: 400, Type: "invalid_request_error", Code: "invalid_last_event_id", Message: "Last-Event-ID must be an event number sent by this gateway"}
+		fence, n, ok := parseEventID(string(bytes.TrimSpace(id)))
+		if !ok {
+			return &APIError{Status: 400, Type: "invalid_request_error", Code: "invalid_last_event_id", Message: "Last-Event-ID must be an event id sent by this gateway"}
 		}
-		p.from = n
+		p.resume, p.fromFence, p.from = true, fence, n
 	}
 	return s.dedupe(ctx, c, p)
 }
@@ -159,6 +164,16 @@ func (s *Server) dedupe(ctx *fasthttp.RequestCtx, c *call, p *proxied) error {
 	case err != nil:
 		return err
 	}
+	if p.resume && (t.Kind == dedupe.KindLead || t.Kind == dedupe.KindBypass || t.Task.Fence != p.fromFence) {
+		// The events the client has belong to another generation: going
+		// on from its position would splice two different answers.
+		if t.Kind == dedupe.KindLead {
+			s.fail(t, "cannot resume: the stream is a new generation")
+		}
+		e := errorf(409, "stream_not_resumable", "the stream of this Idempotency-Key cannot be resumed from Last-Event-ID: it is a new generation; retry without Last-Event-ID")
+		e.Headers = map[string]string{"x-should-retry": "false"}
+		return e
+	}
 	switch t.Kind {
 	case dedupe.KindReplay:
 		c.outcome = "replayed"
@@ -184,3 +199,23 @@ func upstreamRequest(p *proxied) upstreams.Request {
 
 // detach reports whether the upstream call outlives the client.
 func detach(cfg *config.Config) bool { return cfg.Dedupe.Detach() }
+
+// eventID is the SSE id of event n (1-based) of a task's generation
+// fence: "fence.n", so a resume can tell generations apart.
+func eventID(fence int64, n int) string {
+	return strconv.FormatInt(fence, 10) + "." + strconv.Itoa(n)
+}
+
+// parseEventID reads an id made by eventID.
+func parseEventID(id string) (fence int64, n int, ok bool) {
+	f, rest, found := strings.Cut(id, ".")
+	if !found {
+		return 0, 0, false
+	}
+	fence, err1 := strconv.ParseInt(f, 10, 64)
+	n, err2 := strconv.Atoi(rest)
+	if err1 != nil || err2 != nil || fence < 1 || n < 0 {
+		return 0, 0, false
+	}
+	return fence, n, true
+}

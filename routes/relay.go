@@ -18,6 +18,9 @@ import (
 // attempts and the outcome (a nil ticket means no deduplication).
 func (s *Server) lead(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.Ticket) error {
 	upCtx, cancel := context.WithCancel(context.Background())
+	if t != nil {
+		t.OnLost(cancel)
+	}
 	res, err := p.chain.Do(upCtx, upstreamRequest(p))
 	c.attempts, c.provider = len(res.Attempts), res.Provider
 	if t != nil {
@@ -43,6 +46,12 @@ func (s *Server) lead(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 	}
 	if res.Status < 200 || res.Status > 299 {
 		s.fail(t, fmt.Sprintf("upstream %s answered %d", res.Provider, res.Status))
+		return nil
+	}
+	if p.stream {
+		// Asked for a stream, got a plain body: the client has it, but it
+		// cannot be replayed or joined as a stream.
+		s.fail(t, fmt.Sprintf("upstream %s answered a stream request without a stream (%s)", res.Provider, res.ContentType))
 		return nil
 	}
 	if err := t.Complete(context.Background(), dedupe.Response{Status: res.Status, ContentType: res.ContentType, Body: res.Body}, c.usage); err != nil {
@@ -108,7 +117,7 @@ func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *de
 	detached := detach(c.st.Config)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		c.status = res.Status
-		gone := writeEvents(w, evs, p.from, nil)
+		gone := writeEvents(w, evs, t.Fence(), p.from)
 		stop()
 		if gone && !detached {
 			cancel()
@@ -173,9 +182,9 @@ func (s *Server) relayDirect(w *bufio.Writer, c *call, res *upstreams.Result) {
 }
 
 // writeEvents writes live events to the client, numbering them with SSE
-// ids (index+1) so Last-Event-ID can resume, and flushing each one. It
-// reports whether the client went away. seen, when set, sees each event.
-func writeEvents(w *bufio.Writer, evs <-chan dedupe.LiveEvent, from int, seen func([]byte)) (gone bool) {
+// ids (see eventID) so Last-Event-ID can resume, and flushing each one.
+// It reports whether the client went away.
+func writeEvents(w *bufio.Writer, evs <-chan dedupe.LiveEvent, fence int64, from int) (gone bool) {
 	n := from
 	for ev := range evs {
 		if ev.End {
@@ -186,10 +195,7 @@ func writeEvents(w *bufio.Writer, evs <-chan dedupe.LiveEvent, from int, seen fu
 			return w.Flush() != nil
 		}
 		n++
-		if seen != nil {
-			seen(ev.Data)
-		}
-		writeEvent(w, ev.Data, n)
+		writeEvent(w, ev.Data, eventID(fence, n))
 		if w.Flush() != nil {
 			return true
 		}
@@ -200,10 +206,10 @@ func writeEvents(w *bufio.Writer, evs <-chan dedupe.LiveEvent, from int, seen fu
 	return w.Flush() != nil
 }
 
-func writeEvent(w *bufio.Writer, data []byte, id int) {
+func writeEvent(w *bufio.Writer, data []byte, id string) {
 	_, _ = w.Write(data)
 	_, _ = w.WriteString("\nid: ")
-	_, _ = w.WriteString(strconv.Itoa(id))
+	_, _ = w.WriteString(id)
 	_, _ = w.WriteString("\n\n")
 }
 
@@ -247,7 +253,7 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe
 		defer c.finish()
 		c.status = r.Status
 		for i := from; i < len(evs); i++ {
-			writeEvent(w, evs[i], i+1)
+			writeEvent(w, evs[i], eventID(t.Task.Fence, i+1))
 			if w.Flush() != nil {
 				return
 			}
@@ -282,7 +288,7 @@ func (s *Server) join(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 			if pu, ok := upstreams.ParseUsage(upstreams.SSEData(ev.Data)); ok {
 				u = pu
 			}
-			writeEvent(w, ev.Data, n)
+			writeEvent(w, ev.Data, eventID(t.Task.Fence, n))
 			return w.Flush()
 		})
 		if err != nil {

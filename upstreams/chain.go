@@ -78,6 +78,11 @@ func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{}
 	var last *Error
 	for i, t := range c.Targets {
+		if err := ctx.Err(); err != nil {
+			// Cancelled (client gone without detach, or the task was
+			// taken over): calling the next target would pay for nothing.
+			return res, &Error{Err: fmt.Errorf("cannot try target %d: %w", i+1, err)}
+		}
 		if i > 0 && last != nil {
 			c.metrics.fallback(c.Route.Model, c.Targets[i-1].Provider.Name, t.Provider.Name)
 		}
@@ -136,7 +141,7 @@ func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
 			c.metrics.attempt(a, labelModel, c.price(labelModel))
 		}
 		if req.Stream && isEventStream(rep.contentType) {
-			res.Stream = &Stream{br: rep.body, release: rep.release, finish: finish, provider: t.Provider.Name, needsDone: req.Path != "/v1/responses"}
+			res.Stream = &Stream{br: rep.body, release: rep.release, finish: finish, provider: t.Provider.Name, needsDone: true}
 			return res, nil
 		}
 		b, err := io.ReadAll(io.LimitReader(rep.body, maxResponseBody))

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -152,9 +153,17 @@ func (p *Provider) do(ctx context.Context, c Call, start time.Time) (*reply, *Er
 
 	bodyStream := resp.BodyStream()
 	closer, _ := bodyStream.(interface{ CloseWithError(error) error })
+	// Once the first byte is in, the first-byte timer must not cut the
+	// answer: an interrupt then comes only from ctx (or the deadline).
+	var firstByteSeen atomic.Bool
 	interrupt := func() {
 		if closer != nil {
 			_ = closer.CloseWithError(ErrAttemptTimeout)
+		}
+	}
+	interruptSilent := func() {
+		if !firstByteSeen.Load() {
+			interrupt()
 		}
 	}
 	release := func() {
@@ -163,10 +172,11 @@ func (p *Provider) do(ctx context.Context, c Call, start time.Time) (*reply, *Er
 		fasthttp.ReleaseResponse(resp)
 	}
 	// Until the first body byte, a silent upstream is cut at first_byte_timeout.
-	firstByteTimer := time.AfterFunc(time.Until(firstByte), interrupt)
+	firstByteTimer := time.AfterFunc(time.Until(firstByte), interruptSilent)
 	stopCancel := context.AfterFunc(ctx, interrupt)
 	br := bufio.NewReaderSize(bodyStream, 4<<10)
 	_, peekErr := br.Peek(1)
+	firstByteSeen.Store(peekErr == nil || peekErr == io.EOF)
 	timedOut := !firstByteTimer.Stop()
 	ttfb := time.Since(start)
 	status := resp.StatusCode()

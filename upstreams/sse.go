@@ -21,8 +21,9 @@ type Stream struct {
 	release  func()
 	finish   func(err *Error, usage Usage)
 	provider string
-	// needsDone: the API ends its streams with data: [DONE] (chat and
-	// completions); ending without it means the stream was cut.
+	// needsDone: the stream must end with data: [DONE] (chat and
+	// completions) or a terminal Responses event; ending without one
+	// means the stream was cut, even when the connection closed cleanly.
 	needsDone bool
 	sawDone   bool
 	usage     Usage
@@ -86,7 +87,12 @@ func (s *Stream) event() []byte {
 	data := SSEData(ev)
 	if bytes.Equal(data, doneData) {
 		s.sawDone = true
-	} else if u, ok := ParseUsage(data); ok {
+		return ev
+	}
+	if isTerminalResponseEvent(data) {
+		s.sawDone = true
+	}
+	if u, ok := ParseUsage(data); ok {
 		s.usage = u
 	}
 	return ev
@@ -114,6 +120,23 @@ func (s *Stream) Close() {
 	if !s.ended {
 		_ = s.end(&Error{Provider: s.provider, Err: errors.New("stream abandoned by the gateway")})
 	}
+}
+
+// terminalTypes end a Responses API stream, which has no [DONE].
+var terminalTypes = [][]byte{
+	[]byte(`"type":"response.completed"`), []byte(`"type":"response.incomplete"`),
+	[]byte(`"type":"response.failed"`), []byte(`"type":"error"`),
+}
+
+// isTerminalResponseEvent reports a Responses API event that ends its stream.
+func isTerminalResponseEvent(data []byte) bool {
+	head := data[:min(len(data), 64)] // "type" leads every Responses event
+	for _, t := range terminalTypes {
+		if bytes.Contains(head, t) {
+			return true
+		}
+	}
+	return false
 }
 
 func isBlank(line []byte) bool {
