@@ -17,11 +17,11 @@ const (
 
 // leader is the state a leading request keeps while it calls upstream.
 type leader struct {
-	c      *Coordinator
-	req    Request
-	fence  int64
-	lock   Lock
-	name   string
+	c       *Coordinator
+	req     Request
+	fence   int64
+	lock    Lock
+	name    string
 	stop    chan struct{}
 	halted  chan struct{}
 	lost    atomic.Bool

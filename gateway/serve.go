@@ -29,16 +29,16 @@ import (
 
 // app is one running gateway: its stores, server and background work.
 type app struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	store  dedupe.Store
-	redis  redis.UniversalClient
+	cfg      *config.Config
+	log      *slog.Logger
+	store    dedupe.Store
+	redis    redis.UniversalClient
 	rbackend *dedupe.Redis
-	coord  *dedupe.Coordinator
-	umet   *upstreams.Metrics
-	server *routes.Server
-	http   *fasthttp.Server
-	set    *metrics.Set // the app's own series (reloads)
+	coord    *dedupe.Coordinator
+	umet     *upstreams.Metrics
+	server   *routes.Server
+	http     *fasthttp.Server
+	set      *metrics.Set // the app's own series (reloads)
 
 	reloadMu   sync.Mutex
 	stopReaper context.CancelFunc
