@@ -99,6 +99,8 @@ type Request struct {
 	Stream      bool
 	// Model is the route's model name (a bounded label).
 	Model string
+	// MaxAge: see BeginRequest.MaxAge (derived keys).
+	MaxAge time.Duration
 	// Fresh marks a first try under derive: retries: it is recorded so
 	// that its SDK retries find it, but it never replays or waits for an
 	// earlier request (an identical "regenerate" is a new generation).
@@ -253,7 +255,7 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 	sctx, cancel := c.ctx(ctx)
 	res, err := c.store.Begin(sctx, BeginRequest{
 		Tenant: r.Tenant, KeyHash: r.KeyHash, Fingerprint: r.Fingerprint, Stream: r.Stream, Model: r.Model,
-		Owner: c.opts.Owner, Lease: c.opts.Lease, MaxProcessing: c.opts.MaxProcessing, Fresh: r.Fresh,
+		Owner: c.opts.Owner, Lease: c.opts.Lease, MaxProcessing: c.opts.MaxProcessing, Fresh: r.Fresh, MaxAge: r.MaxAge,
 	})
 	cancel()
 	if err != nil {
@@ -294,7 +296,8 @@ func (c *Coordinator) inspect(ctx context.Context, r Request) (*Ticket, Task, er
 		return nil, Task{}, nil
 	case err != nil:
 		return nil, Task{}, c.storeError("get", err)
-	case !task.ExpiresAt.IsZero() && time.Now().After(task.ExpiresAt):
+	case !task.ExpiresAt.IsZero() && time.Now().After(task.ExpiresAt),
+		r.MaxAge > 0 && task.Status != StatusProcessing && time.Since(task.UpdatedAt) > r.MaxAge:
 		return nil, Task{}, nil
 	case task.Fingerprint != r.Fingerprint:
 		c.Count("mismatch")

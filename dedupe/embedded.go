@@ -208,7 +208,8 @@ func (s *Embedded) Begin(ctx context.Context, req BeginRequest) (BeginResult, er
 			return e.put(key, nil, t)
 		}
 
-		expired := old.Status != StatusProcessing && old.ExpiresAt.Before(now)
+		expired := old.Status != StatusProcessing && (old.ExpiresAt.Before(now) ||
+			req.MaxAge > 0 && old.UpdatedAt.Add(req.MaxAge).Before(now))
 		zombie := old.Status == StatusProcessing && (old.LeaseUntil.Before(now) ||
 			req.MaxProcessing > 0 && old.StartedAt.Before(now.Add(-req.MaxProcessing)))
 		t := old

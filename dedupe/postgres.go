@@ -169,7 +169,8 @@ const (
 	// The two booleans are computed by the database so that its clock
 	// alone decides expiry and lease ownership.
 	sqlSelectForBegin = `SELECT ` + taskColumns + `,
-		(expires_at IS NOT NULL AND expires_at < now()),
+		((expires_at IS NOT NULL AND expires_at < now()) OR
+		 ($4::bigint > 0 AND status <> 'processing' AND updated_at < now() - $4::bigint * interval '1 microsecond')),
 		COALESCE(lease_until < now() OR ($3::bigint > 0 AND started_at < now() - $3::bigint * interval '1 microsecond'), false)
 	FROM tasks WHERE tenant = $1 AND key_hash = $2`
 
@@ -224,7 +225,7 @@ func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, er
 		}
 
 		var expired, zombie bool
-		id, t, err := scanTask(p.pool.QueryRow(ctx, sqlSelectForBegin, req.Tenant, req.KeyHash, maxProc), &expired, &zombie)
+		id, t, err := scanTask(p.pool.QueryRow(ctx, sqlSelectForBegin, req.Tenant, req.KeyHash, maxProc, micros(req.MaxAge)), &expired, &zombie)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // deleted by the reaper since the insert: insert again
 		}
@@ -245,7 +246,7 @@ func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, er
 			return BeginResult{Outcome: OutcomeInFlight, Task: t}, nil
 		case actRestartExpired:
 			row = p.pool.QueryRow(ctx, sqlRestartExpired, id, t.Fence,
-				req.Fingerprint, req.Stream, req.Model, req.Owner, lease, req.Fresh)
+				req.Fingerprint, req.Stream, req.Model, req.Owner, lease, req.Fresh || expired)
 			outcome = OutcomeLeader
 		case actRestartFailed:
 			row = p.pool.QueryRow(ctx, sqlRestartFailed, id, t.Fence, req.Stream, req.Model, req.Owner, lease)

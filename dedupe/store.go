@@ -116,6 +116,11 @@ type BeginRequest struct {
 	Lease time.Duration
 	// MaxProcessing caps how long one fence may stay processing.
 	MaxProcessing time.Duration
+	// MaxAge, when set, restarts a finished task that finished longer ago
+	// than this, as if it had expired: derived keys answer the same body
+	// again only within derive_window, measured from the answer, so there
+	// is no bucket boundary for a retry to fall across.
+	MaxAge time.Duration
 	// Fresh restarts a finished task (completed, failed, any fingerprint)
 	// as leader instead of replaying it: a first try under derive:
 	// retries replaces the record of an earlier identical first try.

@@ -471,6 +471,23 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeWantFenced(t, "Complete of the expired fence", s.Complete(ctx, "t1", "k1", 1, storeCompletion(time.Hour)))
 	})
 
+	t.Run("MaxAgeRestartsOldAnswers", func(t *testing.T) {
+		s := open(t)
+		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
+		storeComplete(t, s, "t1", "k1", 1, storeCompletion(time.Hour))
+		young := storeReq("t1", "k1", "fp1")
+		young.MaxAge = time.Hour
+		storeBegin(t, s, young, OutcomeCompleted)
+		time.Sleep(storeExpiryWait)
+		old := storeReq("t1", "k1", "fp1")
+		old.MaxAge = time.Millisecond
+		if task := storeBegin(t, s, old, OutcomeLeader); task.Fence != 2 || task.Response != nil {
+			t.Fatalf("an answer older than MaxAge was not restarted: %+v", task)
+		}
+		// MaxAge never touches a running task.
+		storeBegin(t, s, old, OutcomeInFlight)
+	})
+
 	t.Run("TooLargeReplaysWithoutResponse", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)

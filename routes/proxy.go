@@ -119,7 +119,10 @@ func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error 
 				return errorf(400, "invalid_json", "request body is not valid JSON: %v", err)
 			}
 		}
-		key = dedupe.DeriveKey(p.path, derived, d.DeriveWindow, s.now())
+		// No time bucket in the key: the window is the age of the answer
+		// (MaxAge), so a retry a second later never falls into a new bucket.
+		key = dedupe.DeriveKey(p.path, derived, 0, s.now())
+		p.req.MaxAge = d.DeriveWindow
 	}
 	p.key = key
 	p.req.Tenant = c.tenant
