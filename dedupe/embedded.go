@@ -68,7 +68,7 @@ func OpenEmbedded(path string) (*Embedded, error) {
 	}
 	// Concurrent writes share one transaction and one fsync (db.Batch);
 	// the short delay bounds what a lone request waits for company.
-	db.MaxBatchDelay = 2 * time.Millisecond
+	db.MaxBatchDelay = time.Millisecond
 	return &Embedded{db: db}, nil
 }
 
