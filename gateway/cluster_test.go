@@ -88,7 +88,15 @@ type proc struct {
 }
 
 // startProcess runs `gateway serve` on a free loopback port.
-func startProcess(t testing.TB, yamlText string) *proc {
+func startProcess(t *testing.T, yamlText string) *proc {
+	t.Helper()
+	p, _ := startProcessFile(t, yamlText)
+	return p
+}
+
+// startProcessFile runs `gateway serve` on a free loopback port and
+// returns the config file's path, so a test can rewrite it and send SIGHUP.
+func startProcessFile(t *testing.T, yamlText string) (*proc, string) {
 	t.Helper()
 	port := freePort(t)
 	yamlText = fmt.Sprintf("listen: 127.0.0.1:%d\n", port) + removeListen(yamlText)
@@ -103,17 +111,15 @@ func startProcess(t testing.TB, yamlText string) *proc {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.kill() })
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	waitFor(t, 20*time.Second, "the gateway process", func() bool {
 		resp, err := http.Get(p.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			return p
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("gateway process did not start:\n%s", p.logs.String())
-	return nil
+		resp.Body.Close()
+		return true
+	})
+	return p, path
 }
 
 // kill stops the process with SIGKILL: no graceful anything.

@@ -198,16 +198,7 @@ type sseLine struct {
 // line as it arrives.
 func streamLines(t *testing.T, url, body string, headers ...string) (*http.Response, []sseLine) {
 	t.Helper()
-	req, err := http.NewRequest("POST", url+"/v1/chat/completions", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+testClientKey)
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(newPost(t, url+"/v1/chat/completions", body, headers...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,13 +33,7 @@ func fire(t *testing.T, urls []string, n int, body string, headers ...string) []
 		go func(i int) {
 			defer wg.Done()
 			<-start
-			req, _ := http.NewRequest("POST", urls[i%len(urls)]+"/v1/chat/completions", strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+testClientKey)
-			req.Header.Set("Content-Type", "application/json")
-			for j := 0; j+1 < len(headers); j += 2 {
-				req.Header.Set(headers[j], headers[j+1])
-			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := http.DefaultClient.Do(newPost(t, urls[i%len(urls)]+"/v1/chat/completions", body, headers...))
 			if err != nil {
 				out[i].err = err
 				return

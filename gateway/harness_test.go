@@ -132,11 +132,11 @@ func (g *gw) stop(t testing.TB) {
 	<-g.done
 }
 
-// post sends a JSON body to the gateway with tenant A's key and the
-// given extra headers (name, value pairs).
-func post(t testing.TB, url, path, body string, headers ...string) (*http.Response, []byte) {
+// newPost builds a JSON POST with tenant A's key and the given extra
+// headers (name, value pairs; an empty value deletes the header).
+func newPost(t testing.TB, url, body string, headers ...string) *http.Request {
 	t.Helper()
-	req, err := http.NewRequest("POST", url+path, strings.NewReader(body))
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,13 @@ func post(t testing.TB, url, path, body string, headers ...string) (*http.Respon
 		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	return req
+}
+
+// post sends a JSON body to the gateway (see newPost) and reads the answer.
+func post(t testing.TB, url, path, body string, headers ...string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(newPost(t, url+path, body, headers...))
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}

@@ -591,16 +591,7 @@ lock: {kind: redis, redis: {addrs: [%q], password: %s, key_prefix: %q}}
 	}
 
 	send := func(url, auth, body string, headers ...string) (int, string) {
-		req, err := http.NewRequest("POST", url+"/v1/chat/completions", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+auth)
-		for i := 0; i+1 < len(headers); i += 2 {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := http.DefaultClient.Do(newPost(t, url+"/v1/chat/completions", body, append([]string{"Authorization", "Bearer " + auth}, headers...)...))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,10 +2,7 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,34 +10,6 @@ import (
 
 	"github.com/idemgw/gateway/upstreams/upstreamtest"
 )
-
-// startProcessFile is startProcess that also returns the config file's
-// path, so that a test can rewrite it and send SIGHUP.
-func startProcessFile(t *testing.T, yamlText string) (*proc, string) {
-	t.Helper()
-	port := freePort(t)
-	yamlText = fmt.Sprintf("listen: 127.0.0.1:%d\n", port) + removeListen(yamlText)
-	path := filepath.Join(t.TempDir(), "gateway.yaml")
-	if err := os.WriteFile(path, []byte(yamlText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &syncBuffer{}}
-	p.cmd = exec.Command(gatewayBinary(t), "serve", "-config", path)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.kill() })
-	waitFor(t, 20*time.Second, "the gateway process", func() bool {
-		resp, err := http.Get(p.URL + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return true
-	})
-	return p, path
-}
 
 // reloadRoutes is the routes section with route r1 sent to target.
 func reloadRoutes(target string) string {

@@ -64,12 +64,7 @@ func deltaText(ev string) string {
 // openStream starts a streamed chat request and returns its raw response.
 func openStream(t *testing.T, url, body string, headers ...string) *http.Response {
 	t.Helper()
-	req, _ := http.NewRequest("POST", url+"/v1/chat/completions", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+testClientKey)
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(newPost(t, url+"/v1/chat/completions", body, headers...))
 	if err != nil {
 		t.Fatal(err)
 	}
