@@ -47,6 +47,25 @@ type Coordinator struct {
 
 	mu      sync.Mutex
 	running map[string]bool // live stream names led by this node
+	// leaders counts tasks this node leads, so shutdown can wait for
+	// detached streams to be recorded before the store closes.
+	leaders sync.WaitGroup
+}
+
+// Drain waits until every task this node leads has ended (recorded or
+// failed), or ctx is done.
+func (c *Coordinator) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		c.leaders.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cannot drain running tasks: %w", ctx.Err())
+	}
 }
 
 // NewCoordinator wires a coordinator. With a nil backend, everything runs

@@ -49,6 +49,7 @@ func (c *Coordinator) newLeader(r Request, task Task, lock Lock) *leader {
 		c.running[l.name] = true
 		c.mu.Unlock()
 	}
+	c.leaders.Add(1)
 	go l.heartbeat()
 	return l
 }
@@ -257,6 +258,7 @@ func (l *leader) end(errText string) {
 		l.c.mu.Lock()
 		delete(l.c.running, l.name)
 		l.c.mu.Unlock()
+		l.c.leaders.Done()
 	})
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"net/http"
 	"strings"
 	"sync"
@@ -201,5 +202,32 @@ func TestSigtermDrainsInFlight(t *testing.T) {
 	}
 	if _, err := http.Get(p.URL + "/healthz"); err == nil {
 		t.Fatal("the gateway still accepts after SIGTERM")
+	}
+}
+
+// A stream whose client left is still being recorded when SIGTERM comes:
+// shutdown waits for it, so the retry after the restart is a replay.
+func TestShutdownRecordsDetachedStream(t *testing.T) {
+	fake := startFake(t)
+	b := upstreamtest.Behavior{Chunks: 20, Interval: 50 * time.Millisecond}
+	fake.SetBehavior("m", b)
+	cfg := testConfig(t, fake.URL, "")
+	p := startProcess(t, cfg)
+	resp := openStream(t, p.URL, sdkBody("m", "shutdown"), "Idempotency-Key", "sd")
+	r := &sseReader{br: bufio.NewReader(resp.Body)}
+	if _, err := r.next(); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	g := startGateway(t, cfg)
+	text, err := sdkStreamText(t, g.URL, "m", "shutdown", "sd")
+	if err != nil || text != upstreamtest.StreamText(b) || fake.Calls() != 1 {
+		t.Fatalf("after restart: err %v, calls %d, text %q", err, fake.Calls(), text)
 	}
 }

@@ -169,6 +169,13 @@ func (a *app) serve(ln net.Listener) error {
 // context's bound, then closes the stores.
 func (a *app) shutdown(ctx context.Context) error {
 	err := a.http.ShutdownWithContext(ctx)
+	if a.coord != nil {
+		// Streams whose clients left are still being read and recorded
+		// (detach_on_disconnect): let them finish within the bound.
+		if derr := a.coord.Drain(ctx); derr != nil {
+			a.log.Warn("shutdown before every running task ended", "error", derr.Error())
+		}
+	}
 	if a.stopReaper != nil {
 		a.stopReaper()
 		<-a.reaperDone
