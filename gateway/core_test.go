@@ -9,35 +9,12 @@ import (
 	"net"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/idemgw/gateway/upstreams/upstreamtest"
 )
-
-// providerConfig renders a gateway.yaml like testConfig but with the given
-// providers block, where every FAKE_URL is replaced by the fake's base URL,
-// so that tests can set per-provider timeouts and keys. extra must hold
-// the routes.
-func providerConfig(t testing.TB, fakeURL, providers, extra string) string {
-	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, `listen: 127.0.0.1:0
-auth:
-  mode: keys
-  keys:
-    - {tenant: team-a, key: %s}
-    - {tenant: team-b, key: %s}
-  admin_key: %s
-log: {level: info, format: json}
-store: {kind: embedded, path: %q}
-`, testClientKey, testClientKeyB, testAdminKey, t.TempDir()+"/gw.db")
-	b.WriteString(strings.ReplaceAll(providers, "FAKE_URL", strconv.Quote(fakeURL)))
-	b.WriteString(extra)
-	return b.String()
-}
 
 // taskView is the part of GET /admin/tasks/{key} these tests read.
 type taskView struct {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,10 +36,29 @@ func startFake(t testing.TB) *upstreamtest.Server {
 	return f
 }
 
+// defaultProviders are three providers on the fake upstream (FAKE_URL).
+const defaultProviders = `providers:
+  fake: {base_url: FAKE_URL, api_key: upstream-secret-key, timeout: 5s, first_byte_timeout: 3s}
+  fake2: {base_url: FAKE_URL, api_key: upstream-secret-key, timeout: 5s, first_byte_timeout: 3s}
+  fake3: {base_url: FAKE_URL, api_key: upstream-secret-key, timeout: 5s, first_byte_timeout: 3s}
+`
+
 // testConfig renders a gateway.yaml around the fake upstream. extra is
 // appended verbatim (routes, dedupe overrides and the like); when it has
 // no routes section a default "*" route to the fake is added.
 func testConfig(t testing.TB, fakeURL, extra string) string {
+	t.Helper()
+	if !strings.Contains(extra, "routes:") {
+		extra += "routes:\n  - model: \"*\"\n    targets: [{provider: fake}]\n"
+	}
+	return providerConfig(t, fakeURL, defaultProviders, extra)
+}
+
+// providerConfig renders a gateway.yaml with the given providers block,
+// where every FAKE_URL is replaced by the fake's base URL, so tests can
+// set per-provider timeouts and keys. extra must hold the routes; an
+// embedded store in a temporary directory is added when it has no store.
+func providerConfig(t testing.TB, fakeURL, providers, extra string) string {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, `listen: 127.0.0.1:0
@@ -49,15 +69,9 @@ auth:
     - {tenant: team-b, key: %s}
   admin_key: %s
 log: {level: info, format: json}
-providers:
-  fake: {base_url: %q, api_key: upstream-secret-key, timeout: 5s, first_byte_timeout: 3s}
-  fake2: {base_url: %q, api_key: upstream-secret-key, timeout: 5s, first_byte_timeout: 3s}
-  fake3: {base_url: %q, api_key: upstream-secret-key, timeout: 5s, first_byte_timeout: 3s}
-`, testClientKey, testClientKeyB, testAdminKey, fakeURL, fakeURL, fakeURL)
+`, testClientKey, testClientKeyB, testAdminKey)
+	b.WriteString(strings.ReplaceAll(providers, "FAKE_URL", strconv.Quote(fakeURL)))
 	b.WriteString(extra)
-	if !strings.Contains(extra, "routes:") {
-		b.WriteString("routes:\n  - model: \"*\"\n    targets: [{provider: fake}]\n")
-	}
 	if !strings.Contains(extra, "store:") {
 		fmt.Fprintf(&b, "store: {kind: embedded, path: %q}\n", t.TempDir()+"/gw.db")
 	}
