@@ -127,6 +127,11 @@ func (c *Coordinator) awaitFinished(ctx context.Context, r Request) (Task, error
 		if task.Status != StatusProcessing {
 			return task, nil
 		}
+		if time.Now().After(task.LeaseUntil.Add(c.opts.Lease)) {
+			// The leader died; the client's retry takes the task over
+			// (a joiner cannot lead a stream it is already relaying).
+			return Task{}, errLeaderDied
+		}
 		remaining := time.Until(deadline)
 		if remaining <= 0 {
 			return Task{}, ErrInProgress
@@ -145,6 +150,9 @@ func (c *Coordinator) awaitFinished(ctx context.Context, r Request) (Task, error
 }
 
 var eventSep = []byte("\n\n")
+
+// errLeaderDied ends a join whose leader stopped renewing its lease.
+var errLeaderDied = errors.New("the leading request died mid-stream; retry with the same key")
 
 // SplitEvents splits a recorded transcript into its SSE events (each
 // without the blank line that ended it).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -229,5 +230,50 @@ func TestShutdownRecordsDetachedStream(t *testing.T) {
 	text, err := sdkStreamText(t, g.URL, "m", "shutdown", "sd")
 	if err != nil || text != upstreamtest.StreamText(b) || fake.Calls() != 1 {
 		t.Fatalf("after restart: err %v, calls %d, text %q", err, fake.Calls(), text)
+	}
+}
+
+// A joiner whose leader is SIGKILLed mid-stream gets an error event soon
+// after the lease runs out (not a stream that never ends), and the
+// client's retry takes the task over and gets a whole answer.
+func TestJoinerOfKilledLeader(t *testing.T) {
+	cl := newCluster(t)
+	fake := startFake(t)
+	// 60 chunks of 50 ms: long enough to kill mid-stream, inside the
+	// providers' 5 s attempt timeout.
+	b := upstreamtest.Behavior{Chunks: 60, Interval: 50 * time.Millisecond}
+	fake.SetBehavior("m", b)
+	cfg := testConfig(t, fake.URL, cl.yaml(t, "")+"dedupe: {lease: 600ms}\n")
+	a := startProcess(t, cfg)
+	g := startGateway(t, cfg)
+	body := sdkBody("m", "orphan")
+	leader := openStream(t, a.URL, body, "Idempotency-Key", "orphan")
+	lr := &sseReader{br: bufio.NewReader(leader.Body)}
+	for i := 0; i < 3; i++ {
+		if _, err := lr.next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	joiner := openStream(t, g.URL, body, "Idempotency-Key", "orphan")
+	if joiner.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("no join: %v", joiner.Header)
+	}
+	jr := &sseReader{br: bufio.NewReader(joiner.Body)}
+	if _, err := jr.next(); err != nil {
+		t.Fatal(err)
+	}
+	a.kill()
+	start := time.Now()
+	rest, _ := io.ReadAll(joiner.Body)
+	if !strings.Contains(string(rest), `data: {"error":`) || strings.Contains(string(rest), "[DONE]") {
+		t.Fatalf("joiner of a dead leader did not end with an error event:\n%s", rest)
+	}
+	t.Logf("joiner ended %v after the kill", time.Since(start))
+	text, err := sdkStreamText(t, g.URL, "m", "orphan", "orphan")
+	if err != nil || text != upstreamtest.StreamText(b) {
+		t.Fatalf("retry after the dead leader: %v %q", err, text)
+	}
+	if _, task := adminTask(t, g.URL, "orphan", "team-a"); task["fence"].(float64) != 2 || task["status"] != "completed" {
+		t.Fatalf("task after the retry: %v", task)
 	}
 }
