@@ -300,6 +300,9 @@ func finishTask(t *Task, status Status, now time.Time, ttl time.Duration) {
 // Complete implements Store.
 func (s *Embedded) Complete(ctx context.Context, tenant, keyHash string, fence int64, c Completion) error {
 	err := s.updateFenced(ctx, tenant, keyHash, fence, func(_ embeddedTx, _ []byte, t *Task, now time.Time) error {
+		if !c.Generation.IsZero() && !t.CreatedAt.Equal(c.Generation) {
+			return ErrFenced
+		}
 		finishTask(t, StatusCompleted, now, c.TTL)
 		t.Usage, t.TooLarge, t.Error = c.Usage, c.TooLarge, ""
 		t.Response = nil

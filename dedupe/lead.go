@@ -26,6 +26,8 @@ type leader struct {
 	halted  chan struct{}
 	lost    atomic.Bool
 	started time.Time
+	// generation is the task's CreatedAt from Begin (Completion.Generation).
+	generation time.Time
 	// onLost cancels the leader's upstream call once its task was taken
 	// over or outlived max_processing: whatever it still pays for could
 	// not be recorded.
@@ -42,7 +44,7 @@ type leader struct {
 
 func (c *Coordinator) newLeader(r Request, task Task, lock Lock) *leader {
 	l := &leader{c: c, req: r, fence: task.Fence, lock: lock, name: liveName(r.KeyHash, task.Fence),
-		stop: make(chan struct{}), halted: make(chan struct{}), started: time.Now()}
+		stop: make(chan struct{}), halted: make(chan struct{}), started: time.Now(), generation: task.CreatedAt}
 	if r.Stream {
 		c.local.Open(l.name)
 		c.mu.Lock()
@@ -176,7 +178,7 @@ func (t *Ticket) AddAttempt(ctx context.Context, a Attempt) error {
 // status and content type: the body is the published transcript.
 func (t *Ticket) Complete(ctx context.Context, resp Response, usage Usage) error {
 	l := t.lead
-	c := Completion{Response: resp, Usage: usage, TTL: l.c.opts.KeyTTL}
+	c := Completion{Response: resp, Usage: usage, TTL: l.c.opts.KeyTTL, Generation: l.generation}
 	if l.req.Stream && l.events > 0 {
 		c.Response.Body, c.TooLarge = l.transcript, l.tooLarge
 	} else if len(resp.Body) > l.c.opts.MaxRecordBytes {

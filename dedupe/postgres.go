@@ -296,7 +296,12 @@ func (p *Postgres) Complete(ctx context.Context, tenant, keyHash string, fence i
 		expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now(),
 		prompt_tokens = $5, completion_tokens = $6, too_large = $7, error = '',
 		resp_status = $8, resp_content_type = $9, resp_body = $10
-	WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'`
+	WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'
+		AND ($11::timestamptz IS NULL OR created_at = $11)`
+	var generation *time.Time
+	if !c.Generation.IsZero() {
+		generation = &c.Generation
+	}
 	var (
 		status      *int32
 		contentType *string
@@ -311,7 +316,7 @@ func (p *Postgres) Complete(ctx context.Context, tenant, keyHash string, fence i
 		}
 	}
 	err := fenced(p.pool.Exec(ctx, q, tenant, keyHash, fence, micros(c.TTL),
-		c.Usage.PromptTokens, c.Usage.CompletionTokens, c.TooLarge, status, contentType, body))
+		c.Usage.PromptTokens, c.Usage.CompletionTokens, c.TooLarge, status, contentType, body, generation))
 	if err != nil {
 		return fmt.Errorf("cannot complete task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
 	}

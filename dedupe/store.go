@@ -141,6 +141,11 @@ type Completion struct {
 	TooLarge bool
 	// TTL is how long the completed task is kept (key_ttl).
 	TTL time.Duration
+	// Generation, when set, is the CreatedAt of the task the leader began:
+	// fences restart at 1 when the reaper deletes a record and the key is
+	// used again, so the fence alone cannot tell a long-stalled leader of
+	// the old task from the new task's leader. A mismatch is ErrFenced.
+	Generation time.Time
 }
 
 // Store is the durable record store, the source of truth for

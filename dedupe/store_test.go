@@ -471,6 +471,29 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeWantFenced(t, "Complete of the expired fence", s.Complete(ctx, "t1", "k1", 1, storeCompletion(time.Hour)))
 	})
 
+	t.Run("StaleGenerationRefused", func(t *testing.T) {
+		s := open(t)
+		old := storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
+		if err := s.Fail(ctx, "t1", "k1", 1, "gone", time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(storeExpiryWait)
+		if n, err := s.DeleteExpired(ctx, 10); err != nil || n != 1 {
+			t.Fatalf("DeleteExpired = %d, %v", n, err)
+		}
+		// The key is used again: a new task, at fence 1 again.
+		fresh := storeBegin(t, s, storeReq("t1", "k1", "fp2"), OutcomeLeader)
+		if fresh.Fence != 1 || fresh.CreatedAt.Equal(old.CreatedAt) {
+			t.Fatalf("new task: fence %d, created %v (old %v)", fresh.Fence, fresh.CreatedAt, old.CreatedAt)
+		}
+		stale := storeCompletion(time.Hour)
+		stale.Generation = old.CreatedAt
+		storeWantFenced(t, "Complete by the old task's leader", s.Complete(ctx, "t1", "k1", 1, stale))
+		current := storeCompletion(time.Hour)
+		current.Generation = fresh.CreatedAt
+		storeComplete(t, s, "t1", "k1", 1, current)
+	})
+
 	t.Run("MaxAgeRestartsOldAnswers", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
