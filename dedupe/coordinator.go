@@ -366,7 +366,10 @@ func (c *Coordinator) release(l Lock) {
 // Ping checks the record store.
 func (c *Coordinator) Ping(ctx context.Context) error { return c.store.Ping(ctx) }
 
-// liveName names the live stream of one fence of a task.
-func liveName(keyHash string, fence int64) string {
-	return keyHash + ":" + strconv.FormatInt(fence, 10)
+// liveName names the live stream of one fence of one generation of a
+// task (fences restart after the record is deleted; see
+// Completion.Generation), so a joiner never reads an older answer's
+// lingering stream.
+func liveName(keyHash string, fence int64, generation time.Time) string {
+	return keyHash + ":" + strconv.FormatInt(generation.UnixMicro(), 36) + ":" + strconv.FormatInt(fence, 10)
 }

@@ -15,7 +15,7 @@ import (
 // event passed to emit has End set. An error from emit (the client left)
 // stops the join.
 func (c *Coordinator) Join(ctx context.Context, r Request, t *Ticket, from int, emit func(LiveEvent) error) error {
-	name := liveName(r.KeyHash, t.Task.Fence)
+	name := liveName(r.KeyHash, t.Task.Fence, t.Task.CreatedAt)
 	c.mu.Lock()
 	local := c.running[name]
 	c.mu.Unlock()

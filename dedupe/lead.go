@@ -43,7 +43,7 @@ type leader struct {
 }
 
 func (c *Coordinator) newLeader(r Request, task Task, lock Lock) *leader {
-	l := &leader{c: c, req: r, fence: task.Fence, lock: lock, name: liveName(r.KeyHash, task.Fence),
+	l := &leader{c: c, req: r, fence: task.Fence, lock: lock, name: liveName(r.KeyHash, task.Fence, task.CreatedAt),
 		stop: make(chan struct{}), halted: make(chan struct{}), started: time.Now(), generation: task.CreatedAt}
 	if r.Stream {
 		c.local.Open(l.name)
