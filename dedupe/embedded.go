@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Bucket names of the embedded store.
@@ -48,7 +49,7 @@ func OpenEmbedded(path string) (*Embedded, error) {
 		return nil, fmt.Errorf("cannot create the directory of store file %q: %w", path, err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("cannot open store file %q: store file is locked by another process: %w", path, err)
 	}
 	if err != nil {

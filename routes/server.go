@@ -44,7 +44,6 @@ type Server struct {
 	set    *metrics.Set
 	ready  func(ctx context.Context) error
 	now    func() time.Time
-	inflig *metrics.Gauge
 	active atomic.Int64
 }
 
@@ -53,7 +52,7 @@ type Server struct {
 func NewServer(st *State, coord *dedupe.Coordinator, log *slog.Logger, ready func(ctx context.Context) error) *Server {
 	s := &Server{coord: coord, log: log, set: metrics.NewSet(), ready: ready, now: time.Now}
 	s.state.Store(st)
-	s.inflig = s.set.NewGauge(`gateway_inflight_requests`, func() float64 { return float64(s.active.Load()) })
+	s.set.NewGauge(`gateway_inflight_requests`, func() float64 { return float64(s.active.Load()) })
 	return s
 }
 
