@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -50,6 +51,24 @@ type Coordinator struct {
 	// leaders counts tasks this node leads, so shutdown can wait for
 	// detached streams to be recorded before the store closes.
 	leaders sync.WaitGroup
+	// redisDownUntil (unix nanoseconds) skips Redis for a short pause
+	// after it failed, so that a dead Redis costs each request nothing
+	// instead of a dial timeout per call.
+	redisDownUntil atomic.Int64
+}
+
+// redisPause is how long Redis is skipped after a failure.
+const redisPause = 2 * time.Second
+
+// redisSkipped reports whether Redis is in a pause after a failure.
+func (c *Coordinator) redisSkipped() bool {
+	return c.remote != nil && time.Now().UnixNano() < c.redisDownUntil.Load()
+}
+
+// redisFailed counts a degraded operation and starts a pause.
+func (c *Coordinator) redisFailed() {
+	c.degraded()
+	c.redisDownUntil.Store(time.Now().Add(redisPause).UnixNano())
 }
 
 // Drain waits until every task this node leads has ended (recorded or
@@ -239,12 +258,12 @@ func (c *Coordinator) Begin(ctx context.Context, r Request) (*Ticket, error) {
 func (c *Coordinator) subscribe(ctx context.Context, keyHash string, remote *<-chan struct{}, unsubs []func()) (<-chan struct{}, []func()) {
 	lch, lcancel, _ := c.local.Subscribe(ctx, keyHash)
 	unsubs = append(unsubs, lcancel)
-	if c.notifier != Notifier(c.local) {
+	if c.notifier != Notifier(c.local) && !c.redisSkipped() {
 		sctx, cancel := c.ctx(ctx)
 		ch, rcancel, err := c.notifier.Subscribe(sctx, keyHash)
 		cancel()
 		if err != nil {
-			c.degraded()
+			c.redisFailed()
 		} else {
 			*remote = ch
 			unsubs = append(unsubs, rcancel)
@@ -256,13 +275,22 @@ func (c *Coordinator) subscribe(ctx context.Context, keyHash string, remote *<-c
 // try makes one decision. It returns a ticket, or the in-flight task to
 // wait for or join (zero Task when the holder has not written its row yet).
 func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error) {
-	lctx, cancel := c.ctx(ctx)
-	lock, ok, err := c.locker.TryAcquire(lctx, r.KeyHash, c.opts.Lease)
-	cancel()
-	if err != nil {
-		// Redis is a shortcut; the store's row and fence decide alone.
+	var (
+		lock Lock
+		ok   = true
+		err  error
+	)
+	if c.redisSkipped() {
 		c.degraded()
-		lock, ok = nil, true
+	} else {
+		lctx, cancel := c.ctx(ctx)
+		lock, ok, err = c.locker.TryAcquire(lctx, r.KeyHash, c.opts.Lease)
+		cancel()
+		if err != nil {
+			// Redis is a shortcut; the store's row and fence decide alone.
+			c.redisFailed()
+			lock, ok = nil, true
+		}
 	}
 	if !ok {
 		if r.Fresh {
@@ -359,7 +387,7 @@ func (c *Coordinator) release(l Lock) {
 	ctx, cancel := c.ctx(context.Background())
 	defer cancel()
 	if err := l.Release(ctx); err != nil {
-		c.degraded()
+		c.redisFailed()
 	}
 }
 

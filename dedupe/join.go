@@ -21,6 +21,10 @@ func (c *Coordinator) Join(ctx context.Context, r Request, t *Ticket, from int, 
 	c.mu.Unlock()
 	var src Live = c.local
 	if !local && c.remote != nil {
+		if c.redisSkipped() {
+			c.degraded()
+			return c.joinFromRecord(ctx, r, t.Task.Fence, from, emit)
+		}
 		src = c.remote
 	}
 	n := from
@@ -41,7 +45,7 @@ func (c *Coordinator) Join(ctx context.Context, r Request, t *Ticket, from int, 
 		return ctx.Err()
 	}
 	if err := errf(); err != nil && errors.Is(err, ErrLockUnavailable) {
-		c.degraded()
+		c.redisFailed()
 	}
 	return c.joinFromRecord(ctx, r, t.Task.Fence, n, emit)
 }

@@ -82,9 +82,9 @@ func (l *leader) heartbeat() {
 		} else if err != nil {
 			l.c.storeError("heartbeat", err)
 		}
-		if l.lock != nil {
+		if l.lock != nil && !l.c.redisSkipped() {
 			if _, err := l.lock.Extend(ctx, l.c.opts.Lease); err != nil {
-				l.c.degraded()
+				l.c.redisFailed()
 			}
 		}
 		cancel()
@@ -132,10 +132,12 @@ func (t *Ticket) Publish(ev []byte) {
 		return
 	}
 	if l.c.remote != nil && !l.remoteDown {
-		if err := l.c.remote.Append(ctx, l.name, LiveEvent{Data: ev}); err != nil {
+		if l.c.redisSkipped() {
+			l.remoteDown = true
+		} else if err := l.c.remote.Append(ctx, l.name, LiveEvent{Data: ev}); err != nil {
 			// Remote joiners fall back to waiting for the stored result.
 			l.remoteDown = true
-			l.c.degraded()
+			l.c.redisFailed()
 		}
 	}
 	l.events++
@@ -243,17 +245,17 @@ func (l *leader) end(errText string) {
 			_ = l.c.local.Append(ctx, l.name, ev)
 			_ = l.c.local.Expire(ctx, l.name, localLinger)
 		}
-		if l.c.remote != nil && l.req.Stream {
+		if l.c.remote != nil && l.req.Stream && !l.c.redisSkipped() {
 			// Even after a failed append, try to end remote joiners now
 			// rather than at their watchdog.
 			if l.c.remote.Append(ctx, l.name, ev) != nil || l.c.remote.Expire(ctx, l.name, remoteLinger) != nil {
-				l.c.degraded()
+				l.c.redisFailed()
 			}
 		}
 		_ = l.c.local.Publish(ctx, l.req.KeyHash)
-		if l.c.notifier != Notifier(l.c.local) {
+		if l.c.notifier != Notifier(l.c.local) && !l.c.redisSkipped() {
 			if err := l.c.notifier.Publish(ctx, l.req.KeyHash); err != nil {
-				l.c.degraded()
+				l.c.redisFailed()
 			}
 		}
 		l.c.release(l.lock)

@@ -106,7 +106,9 @@ func acquireEventually(t *testing.T, b Locker, name string, ttl time.Duration) L
 
 func testExpiryAndStaleHolder(t *testing.T, b lockBackend) {
 	ctx := context.Background()
-	old, ok, err := b.TryAcquire(ctx, "expiry", 50*time.Millisecond)
+	// A long first lease, so a stall of a loaded machine cannot expire it
+	// before the Extend below; the Extend then shortens it for the expiry.
+	old, ok, err := b.TryAcquire(ctx, "expiry", 5*time.Second)
 	if err != nil || !ok {
 		t.Fatalf("TryAcquire = %v, %v; want true, nil", ok, err)
 	}

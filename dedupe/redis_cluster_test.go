@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,6 +66,8 @@ func startRedisCluster(t *testing.T) []string {
 			"--daemonize", "no",
 			"--logfile", filepath.Join(dir, "redis-"+p+".log"),
 		)
+		// If the test binary dies (a suite timeout), the node dies with it.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("cannot start %q: %v", server, err)
 		}

@@ -107,6 +107,8 @@ func startProcessFile(t *testing.T, yamlText string) (*proc, string) {
 	p := &proc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &syncBuffer{}}
 	p.cmd = exec.Command(gatewayBinary(t), "serve", "-config", path)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	// If the test binary dies (a suite timeout), the gateway dies with it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

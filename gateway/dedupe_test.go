@@ -152,14 +152,16 @@ func TestDerivedKeys(t *testing.T) {
 // upstream call, also after every gateway restarts, on both stores.
 func TestReplayAfterRestart(t *testing.T) {
 	fake := startFake(t)
-	stores := map[string]string{
-		"embedded": fmt.Sprintf("store: {kind: embedded, path: %q}\n", t.TempDir()+"/gw.db"),
-		"postgres": newCluster(t).yaml(t, ""),
+	stores := map[string]func(t *testing.T) string{
+		"embedded": func(t *testing.T) string {
+			return fmt.Sprintf("store: {kind: embedded, path: %q}\n", t.TempDir()+"/gw.db")
+		},
+		"postgres": func(t *testing.T) string { return newCluster(t).yaml(t, "") },
 	}
 	for name, storeYAML := range stores {
 		t.Run(name, func(t *testing.T) {
 			fake.ResetCounters()
-			cfg := testConfig(t, fake.URL, storeYAML)
+			cfg := testConfig(t, fake.URL, storeYAML(t))
 			body := chatBody("m", "replay after restart "+name, false)
 			key := "restart-" + name
 			g := startGateway(t, cfg)

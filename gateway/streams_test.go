@@ -187,6 +187,15 @@ func TestStreamJoinAcrossNodes(t *testing.T) {
 			if fake.Calls() != 1 {
 				t.Fatalf("upstream calls = %d, want 1", fake.Calls())
 			}
+			// Node B joined the running stream, through Redis; it did
+			// not replay a finished one. (Without Redis it may join and
+			// fall back, or replay, depending on when it decides.)
+			m := scrape(t, bnode.URL)
+			joined := strings.Contains(m, `gateway_dedupe_total{outcome="joined"} 1`)
+			replayed := strings.Contains(m, `gateway_dedupe_total{outcome="replayed"} 1`)
+			if !redisDown && (!joined || replayed) || redisDown && joined == replayed {
+				t.Fatalf("node B: joined %v replayed %v\n%s", joined, replayed, m)
+			}
 		})
 	}
 }

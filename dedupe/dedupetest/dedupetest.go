@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/redis/go-redis/v9"
 	"net/url"
 	"os"
 	"strings"
@@ -103,7 +104,27 @@ func RedisURL(t testing.TB) string {
 
 // KeyPrefix returns a Redis key prefix unique to this call, like
 // "gwtest:<random>:".
+// The keys under it are deleted when the test ends.
 func KeyPrefix(t testing.TB) string {
 	t.Helper()
-	return "gwtest:" + randomHex(8) + ":"
+	prefix := "gwtest:" + randomHex(8) + ":"
+	url := os.Getenv(RedisURLEnv)
+	if url == "" {
+		return prefix
+	}
+	t.Cleanup(func() {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			return
+		}
+		client := redis.NewClient(opts)
+		defer client.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		iter := client.Scan(ctx, 0, prefix+"*", 200).Iterator()
+		for iter.Next(ctx) {
+			client.Del(ctx, iter.Val())
+		}
+	})
+	return prefix
 }
