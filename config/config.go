@@ -95,7 +95,8 @@ type Dedupe struct {
 	Derive string `yaml:"derive"`
 	// DeriveFields restricts the derived key to these top-level fields; empty = whole body.
 	DeriveFields []string `yaml:"derive_fields"`
-	// DeriveWindow buckets derived keys in time. Default 10m.
+	// DeriveWindow is how long the answer to a derived key is replayed,
+	// counted from the answer; older ones are regenerated. Default 10m.
 	DeriveWindow time.Duration `yaml:"derive_window"`
 	// RequireKey rejects requests without Idempotency-Key. Default false.
 	RequireKey bool `yaml:"require_key"`

@@ -131,8 +131,10 @@ func Fingerprint(canonical []byte) string {
 // the canonical body and bucket the decimal number of the window that now
 // falls in, counted from the Unix epoch (now.Unix() / window seconds for
 // whole-second windows), so the same body sent again in a later window is a
-// new generation (DESIGN.md section 2, dedupe.derive_window). A window <= 0
-// means no bucket: the bucket is the empty string.
+// new generation (DESIGN.md section 2). A window <= 0 means no bucket: the
+// bucket is the empty string. The gateway derives keys without a bucket
+// and applies derive_window as the answer's age instead
+// (BeginRequest.MaxAge), so that no retry falls across a bucket boundary.
 func DeriveKey(route string, canonical []byte, window time.Duration, now time.Time) string {
 	head := make([]byte, 0, len(route)+22)
 	head = append(head, route...)
