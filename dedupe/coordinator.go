@@ -111,6 +111,10 @@ func NewCoordinator(store Store, backend interface {
 // Metrics returns the coordinator's metric set.
 func (c *Coordinator) Metrics() *metrics.Set { return c.set }
 
+// Lease is the leader lease the coordinator runs with (a reload does not
+// change it), for the retry hints of a 409.
+func (c *Coordinator) Lease() time.Duration { return c.opts.Lease }
+
 // Store returns the record store.
 func (c *Coordinator) Store() Store { return c.store }
 

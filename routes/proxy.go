@@ -147,7 +147,7 @@ func (s *Server) dedupe(ctx *fasthttp.RequestCtx, c *call, p *proxied) error {
 	case errors.Is(err, dedupe.ErrInProgress):
 		c.outcome = "conflict"
 		e := errorf(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still being processed; retry later")
-		e.Headers = retryHeaders(int(cfg.Dedupe.Lease.Milliseconds() / 3))
+		e.Headers = retryHeaders(int(s.coord.Lease().Milliseconds() / 3))
 		return e
 	case errors.Is(err, dedupe.ErrTooLarge):
 		c.outcome = "conflict"
