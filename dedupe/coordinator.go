@@ -173,8 +173,6 @@ type Ticket struct {
 	Task Task
 	// Reclaimed: the leader took over a zombie.
 	Reclaimed bool
-	// Waited: the request waited for another leader before this decision.
-	Waited bool
 
 	lead *leader
 }
@@ -192,7 +190,6 @@ func (c *Coordinator) Begin(ctx context.Context, r Request) (*Ticket, error) {
 	deadline := time.Now().Add(c.opts.WaitTimeout)
 	var wake <-chan struct{}
 	var localWake <-chan struct{}
-	waited := false
 	var unsubs []func()
 	defer func() {
 		for _, u := range unsubs {
@@ -205,7 +202,6 @@ func (c *Coordinator) Begin(ctx context.Context, r Request) (*Ticket, error) {
 			return nil, err
 		}
 		if t != nil {
-			t.Waited = waited
 			return t, nil
 		}
 		if r.Fresh {
@@ -220,7 +216,7 @@ func (c *Coordinator) Begin(ctx context.Context, r Request) (*Ticket, error) {
 		}
 		if r.Stream && inflight.Fence > 0 {
 			c.Count("joined")
-			return &Ticket{Kind: KindJoin, Task: inflight, Waited: waited}, nil
+			return &Ticket{Kind: KindJoin, Task: inflight}, nil
 		}
 		if wake == nil && localWake == nil {
 			// Subscribe, then check again: a completion between the check
@@ -233,7 +229,6 @@ func (c *Coordinator) Begin(ctx context.Context, r Request) (*Ticket, error) {
 			c.Count("conflict")
 			return nil, ErrInProgress
 		}
-		waited = true
 		// Without a lost wake-up the notifier ends the wait; the slow
 		// re-check covers a leader that died (its lease runs out) or a
 		// backend that dropped the message.
