@@ -2,31 +2,45 @@ module github.com/idemgw/gateway
 
 go 1.26.8
 
+// Direct dependencies: the five named in STYLE.md, plus one embedded store
+// and two modules that only tests import.
 require (
-	github.com/VictoriaMetrics/metrics v1.45.0 // indirect
-	github.com/VictoriaMetrics/metricsql v0.87.3 // indirect
+	github.com/VictoriaMetrics/metrics v1.45.0
+	// Test only: gateway/deploy_test.go parses the dashboard's and the alert
+	// rules' PromQL to check every metric they name is exported.
+	github.com/VictoriaMetrics/metricsql v0.87.3
+	github.com/jackc/pgx/v5 v5.12.0
+	// Test only: gateway/sdk_test.go and gateway/streams_test.go drive the
+	// gateway with the official OpenAI Go SDK, as a client would.
+	github.com/openai/openai-go/v3 v3.98.0
+	github.com/redis/go-redis/v9 v9.23.0
+	github.com/valyala/fasthttp v1.78.0
+	// The embedded store (store.kind: embedded, dedupe/embedded.go): a
+	// pure-Go single-file database, so one node runs without Postgres or cgo.
+	go.etcd.io/bbolt v1.5.0
+	gopkg.in/yaml.v3 v3.0.1
+)
+
+// Indirect: what the modules above need; go mod tidy maintains this block.
+require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/coder/websocket v1.8.15 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
-	github.com/jackc/pgx/v5 v5.12.0 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/kr/text v0.2.0 // indirect
 	github.com/molecule-man/go-brrr v1.3.1 // indirect
-	github.com/openai/openai-go/v3 v3.98.0 // indirect
-	github.com/redis/go-redis/v9 v9.23.0 // indirect
+	github.com/rogpeppe/go-internal v1.16.0 // indirect
 	github.com/tidwall/gjson v1.20.0 // indirect
 	github.com/tidwall/match v1.1.1 // indirect
 	github.com/tidwall/pretty v1.2.1 // indirect
 	github.com/tidwall/sjson v1.2.5 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
-	github.com/valyala/fasthttp v1.78.0 // indirect
 	github.com/valyala/fastrand v1.1.0 // indirect
 	github.com/valyala/histogram v1.2.0 // indirect
-	go.etcd.io/bbolt v1.5.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
