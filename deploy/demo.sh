@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
-go build -o "$tmp/gateway" ./gateway
+go build -o "$tmp/" ./gateway ./deploy/fakeupstream
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 fport=$(port); gport=$(port)
 cat > "$tmp/gateway.yaml" <<YAML
@@ -22,7 +22,7 @@ routes:
   - model: "*"
     targets: [{provider: backup}]
 YAML
-"$tmp/gateway" fake-upstream -listen 127.0.0.1:$fport >/dev/null &
+"$tmp/fakeupstream" -listen 127.0.0.1:$fport >/dev/null &
 "$tmp/gateway" serve -config "$tmp/gateway.yaml" 2>"$tmp/gateway.log" &
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$gport/healthz" >/dev/null && break; sleep 0.1; done
 req() { curl -s -D - "http://127.0.0.1:$gport/v1/chat/completions" -H 'Authorization: Bearer sk-demo' \

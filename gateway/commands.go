@@ -5,14 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/idemgw/gateway/config"
 	"github.com/idemgw/gateway/dedupe"
-	"github.com/idemgw/gateway/upstreams/upstreamtest"
 )
 
 // loadConfig parses a command's -config flag and loads the file. On
@@ -92,26 +88,5 @@ func cmdReap(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	return 0
-}
-
-// cmdFakeUpstream runs the fake OpenAI-compatible server until SIGINT/SIGTERM.
-func cmdFakeUpstream(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("fake-upstream", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:9000", "address to listen on")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	srv, err := upstreamtest.Listen(*listen)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	fmt.Fprintln(stdout, "fake upstream listening on", srv.URL)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	<-sig
-	_ = srv.Close()
 	return 0
 }

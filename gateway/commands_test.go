@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,5 +48,31 @@ func TestMigrateAndReapCommands(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "reclaimed 1 zombie tasks") {
 		t.Fatalf("reap output: %s", out.String())
+	}
+}
+
+// The production binary carries no test helpers: the fake upstream runs as
+// its own command (deploy/fakeupstream), so upstreams/upstreamtest, or any
+// later "...test" helper package of the module, must not be a dependency
+// of package main here (tests may import them; go list -deps without -test
+// leaves test files out).
+func TestBinaryImportsNoTestHelpers(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	const module = "github.com/idemgw/gateway"
+	seen := false
+	for _, pkg := range strings.Fields(string(out)) {
+		if !strings.HasPrefix(pkg, module+"/") {
+			continue
+		}
+		seen = true
+		if strings.HasSuffix(path.Base(pkg), "test") {
+			t.Errorf("the gateway binary imports the test helper package %s", pkg)
+		}
+	}
+	if !seen {
+		t.Fatalf("go list -deps named none of the module's packages:\n%s", out)
 	}
 }

@@ -18,7 +18,6 @@ Usage:
   gateway check   [-config gateway.yaml]   validate the config and print it with secrets redacted
   gateway migrate [-config gateway.yaml]   apply the Postgres schema migrations
   gateway reap    [-config gateway.yaml]   run one reaper pass (zombies, expired tasks)
-  gateway fake-upstream [-listen 127.0.0.1:9000]  run the fake OpenAI-compatible upstream (demos, benchmarks)
   gateway version                          print the version
 `
 
@@ -42,8 +41,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdMigrate(rest, stdout, stderr)
 	case "reap":
 		return cmdReap(rest, stdout, stderr)
-	case "fake-upstream":
-		return cmdFakeUpstream(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "gateway", version)
 		return 0

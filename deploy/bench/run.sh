@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh builds the gateway and the load tool, starts the fake upstream and
+# run.sh builds the gateway, the fake upstream and the load tool, starts the fake upstream and
 # a gateway (embedded store in a temp dir, one client key, route "*" to the
 # fake) on free loopback ports, runs the load tool in a few modes and stops
 # everything on exit. Tunables (environment):
@@ -23,8 +23,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "building gateway and load tool..."
-"$GO" build -o "$tmp/gateway" ./gateway
+echo "building gateway, fake upstream and load tool..."
+"$GO" build -o "$tmp/" ./gateway ./deploy/fakeupstream
 "$GO" build -o "$tmp/bench" ./deploy/bench
 
 # wait_for FILE PATTERN: waits (10 s at most) for a line of FILE to match
@@ -41,7 +41,7 @@ wait_for() {
 }
 
 # Port 0 lets the kernel choose a free port; both programs print the one they got.
-"$tmp/gateway" fake-upstream -listen 127.0.0.1:0 >"$tmp/fake.log" 2>&1 &
+"$tmp/fakeupstream" -listen 127.0.0.1:0 >"$tmp/fake.log" 2>&1 &
 pids+=($!)
 fake_url=$(wait_for "$tmp/fake.log" 'http://127\.0\.0\.1:[0-9]+/v1')
 

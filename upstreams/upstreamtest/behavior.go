@@ -52,7 +52,7 @@ type Behavior struct {
 }
 
 // conventionFor returns the behavior implied by a model name, for demos
-// that cannot call SetBehavior (for example the fake-upstream CLI).
+// that cannot call SetBehavior (for example deploy/fakeupstream).
 func conventionFor(model string) (Behavior, bool) {
 	switch model {
 	case "fail-400":
