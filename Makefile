@@ -3,8 +3,11 @@ GO ?= go
 
 .PHONY: run test vet build demo bench
 
+# One shell line that execs the binary: the gateway is then make's direct
+# child, not behind go run, so a SIGHUP sent to its pid (logged at start-up)
+# reloads the config.
 run:
-	$(GO) run ./gateway serve -config gateway.yaml
+	$(GO) build -o bin/gateway ./gateway && exec ./bin/gateway serve -config gateway.yaml
 
 # Tests need PostgreSQL and Redis: testenv.sh uses GATEWAY_TEST_DATABASE_URL
 # and GATEWAY_TEST_REDIS_URL when set, else starts throwaway servers.

@@ -243,7 +243,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cannot listen on %q: %v\n", cfg.Listen, err)
 		return 1
 	}
-	a.log.Info("gateway listening", "addr", ln.Addr().String(), "version", version, "store", cfg.Store.Kind, "lock", cfg.Lock.Kind)
+	a.log.Info("gateway listening", "addr", ln.Addr().String(), "pid", os.Getpid(), "version", version, "store", cfg.Store.Kind, "lock", cfg.Lock.Kind)
 	errc := make(chan error, 1)
 	go func() { errc <- a.serve(ln) }()
 	sig := make(chan os.Signal, 4)
