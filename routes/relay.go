@@ -40,7 +40,7 @@ func (s *Server) lead(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 	ctx.SetStatusCode(res.Status)
 	ctx.SetContentTypeBytes([]byte(res.ContentType))
 	ctx.SetBody(res.Body)
-	c.usage = dedupe.Usage{PromptTokens: res.Usage.PromptTokens, CompletionTokens: res.Usage.CompletionTokens}
+	c.usage = recordedUsage(res.Usage)
 	if t == nil {
 		return nil
 	}
@@ -143,8 +143,7 @@ func (s *Server) pump(c *call, t *dedupe.Ticket, res *upstreams.Result, cancel c
 		}
 		t.Publish(ev)
 	}
-	u := res.Stream.Usage()
-	c.usage = dedupe.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens}
+	c.usage = recordedUsage(res.Stream.Usage())
 	s.recordAttempts(t, res.Attempts)
 	if cut != nil {
 		s.fail(t, cut.Error())
@@ -177,8 +176,7 @@ func (s *Server) relayDirect(w *bufio.Writer, c *call, res *upstreams.Result) {
 			return // client gone; nothing is recorded, so stop paying
 		}
 	}
-	u := res.Stream.Usage()
-	c.usage = dedupe.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens}
+	c.usage = recordedUsage(res.Stream.Usage())
 }
 
 // writeEvents writes live events to the client, numbering them with SSE
@@ -211,26 +209,6 @@ func writeEvent(w *bufio.Writer, data []byte, id string) {
 	_, _ = w.WriteString("\nid: ")
 	_, _ = w.WriteString(id)
 	_, _ = w.WriteString("\n\n")
-}
-
-// recordAttempts stores the chain's attempts under the ticket's fence.
-func (s *Server) recordAttempts(t *dedupe.Ticket, as []upstreams.Attempt) {
-	if t == nil {
-		return
-	}
-	for _, a := range as {
-		_ = t.AddAttempt(context.Background(), dedupe.Attempt{
-			Provider: a.Provider, Model: a.Model, Outcome: a.Outcome, HTTPStatus: a.HTTPStatus, Error: a.Error,
-			StartedAt: a.Start, DurationMS: a.Duration.Milliseconds(),
-			Usage: dedupe.Usage{PromptTokens: a.Usage.PromptTokens, CompletionTokens: a.Usage.CompletionTokens},
-		})
-	}
-}
-
-func (s *Server) fail(t *dedupe.Ticket, reason string) {
-	if t != nil {
-		_ = t.Fail(context.Background(), reason)
-	}
 }
 
 // replay answers with a completed task's stored response, byte for byte.
@@ -294,7 +272,7 @@ func (s *Server) join(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 		if err != nil {
 			c.err = err
 		}
-		c.usage = dedupe.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens}
+		c.usage = recordedUsage(u)
 		s.countSaved(p, c.usage)
 	})
 	return nil
@@ -304,7 +282,7 @@ func (s *Server) join(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 // replay or join did not pay for again.
 func (s *Server) countSaved(p *proxied, u dedupe.Usage) {
 	s.coord.CountSaved(p.req.Model, u)
-	cost := upstreams.Cost(p.chain.SavedPrice(), upstreams.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens})
+	cost := upstreams.Cost(p.chain.SavedPrice(), upstreamUsage(u))
 	if cost > 0 {
 		s.set.GetOrCreateFloatCounter(`gateway_cost_saved_usd_total{model=` + strconv.Quote(p.req.Model) + `}`).Add(cost)
 	}

@@ -8,26 +8,18 @@ import (
 	"fmt"
 )
 
-// Attempt outcomes (DESIGN.md section 3), also used as metric labels.
-const (
-	OutcomeSuccess     = "success"
-	OutcomeTimeout     = "timeout"
-	OutcomeError       = "error"
-	OutcomeRateLimited = "rate_limited"
-	OutcomeSkipped     = "skipped"
-)
-
 // Error is a failed upstream call. Status is the upstream HTTP status (0
 // when none answered); Body is the upstream's error body, returned to the
 // client as is for a final 4xx.
 type Error struct {
-	Provider  string
-	Status    int
-	Retryable bool
-	Timeout   bool
-	Connect   bool
-	Body      []byte
-	Err       error
+	Provider string
+	Status   int
+	// Timeout: no answer in time (first_byte_timeout or timeout).
+	Timeout bool
+	// Connect: the request provably never reached the upstream.
+	Connect bool
+	Body    []byte
+	Err     error
 }
 
 func (e *Error) Error() string {

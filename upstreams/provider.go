@@ -98,8 +98,37 @@ func (p *Provider) do(ctx context.Context, c Call, start time.Time) (*reply, *Er
 	if p.apiKey == "" {
 		return nil, &Error{Provider: p.Name, Err: ErrNoAPIKey}
 	}
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
+	x := p.newExchange(c, start)
+	if e := x.send(ctx); e != nil {
+		return nil, e
+	}
+	return x.firstByte(ctx)
+}
+
+// exchange is one request to a provider and its response, from sending to
+// release.
+type exchange struct {
+	p    *Provider
+	req  *fasthttp.Request
+	resp *fasthttp.Response
+	// done receives the result of the call once its headers are in (or it
+	// failed); it is buffered so that an abandoned call can still finish.
+	done  chan error
+	start time.Time
+	// firstByteBy is when a silent upstream is cut (first_byte_timeout,
+	// capped by deadline); deadline ends the whole call (timeout).
+	firstByteBy time.Time
+	deadline    time.Time
+}
+
+// newExchange builds the upstream request of c.
+func (p *Provider) newExchange(c Call, start time.Time) *exchange {
+	x := &exchange{p: p, req: fasthttp.AcquireRequest(), resp: fasthttp.AcquireResponse(), done: make(chan error, 1),
+		start: start, deadline: start.Add(p.timeout), firstByteBy: start.Add(p.firstByteTimeout)}
+	if x.firstByteBy.After(x.deadline) {
+		x.firstByteBy = x.deadline
+	}
+	req := x.req
 	req.SetRequestURI(p.basePath + strings.TrimPrefix(c.Path, "/v1"))
 	req.Header.SetHost(p.client.Addr)
 	if p.client.IsTLS {
@@ -115,96 +144,104 @@ func (p *Provider) do(ctx context.Context, c Call, start time.Time) (*reply, *Er
 		req.Header.Set("Idempotency-Key", c.IdempotencyKey)
 	}
 	req.SetBodyRaw(c.Body)
-	resp.StreamBody = true
+	x.resp.StreamBody = true
+	return x
+}
 
-	deadline := start.Add(p.timeout)
-	firstByte := start.Add(p.firstByteTimeout)
-	if firstByte.After(deadline) {
-		firstByte = deadline
-	}
-	done := make(chan error, 1)
-	go func() { done <- p.client.DoDeadline(req, resp, deadline) }()
-
-	abandon := func() {
-		// The call goes on in the background until its deadline; free it then.
-		go func() {
-			<-done
-			_ = resp.CloseBodyStream()
-			fasthttp.ReleaseRequest(req)
-			fasthttp.ReleaseResponse(resp)
-		}()
-	}
-	fbTimer := time.NewTimer(time.Until(firstByte))
-	defer fbTimer.Stop()
+// send starts the call and waits for the response headers, at most until
+// the first-byte deadline or ctx ends.
+func (x *exchange) send(ctx context.Context) *Error {
+	go func() { x.done <- x.p.client.DoDeadline(x.req, x.resp, x.deadline) }()
+	timer := time.NewTimer(time.Until(x.firstByteBy))
+	defer timer.Stop()
 	select {
-	case err := <-done:
+	case err := <-x.done:
 		if err != nil {
-			fasthttp.ReleaseRequest(req)
-			fasthttp.ReleaseResponse(resp)
-			return nil, p.transportError(err)
+			x.free()
+			return x.p.transportError(err)
 		}
-	case <-fbTimer.C:
-		abandon()
-		return nil, &Error{Provider: p.Name, Timeout: true, Err: ErrFirstByteTimeout}
+		return nil
+	case <-timer.C:
+		x.abandon()
+		return &Error{Provider: x.p.Name, Timeout: true, Err: ErrFirstByteTimeout}
 	case <-ctx.Done():
-		abandon()
-		return nil, &Error{Provider: p.Name, Err: fmt.Errorf("cannot finish call: %w", ctx.Err())}
+		x.abandon()
+		return &Error{Provider: x.p.Name, Err: fmt.Errorf("cannot finish call: %w", ctx.Err())}
 	}
+}
 
-	bodyStream := resp.BodyStream()
-	closer, _ := bodyStream.(interface{ CloseWithError(error) error })
-	// Once the first byte is in, the first-byte timer must not cut the
-	// answer: an interrupt then comes only from ctx (or the deadline).
-	var firstByteSeen atomic.Bool
-	interrupt := func() {
-		if closer != nil {
-			_ = closer.CloseWithError(ErrAttemptTimeout)
-		}
-	}
-	interruptSilent := func() {
-		if !firstByteSeen.Load() {
-			interrupt()
-		}
-	}
-	release := func() {
-		_ = resp.CloseBodyStream()
-		fasthttp.ReleaseRequest(req)
-		fasthttp.ReleaseResponse(resp)
-	}
-	// Until the first body byte, a silent upstream is cut at first_byte_timeout.
-	firstByteTimer := time.AfterFunc(time.Until(firstByte), interruptSilent)
-	stopCancel := context.AfterFunc(ctx, interrupt)
-	br := bufio.NewReaderSize(bodyStream, 4<<10)
-	_, peekErr := br.Peek(1)
-	firstByteSeen.Store(peekErr == nil || peekErr == io.EOF)
-	timedOut := !firstByteTimer.Stop()
-	ttfb := time.Since(start)
-	status := resp.StatusCode()
-	if peekErr != nil && peekErr != io.EOF {
+// firstByte waits for the first body byte: headers alone do not prove the
+// upstream is working, so a silent body is cut at first_byte_timeout too.
+// A non-2xx answer becomes an *Error carrying the upstream's body.
+func (x *exchange) firstByte(ctx context.Context) (*reply, *Error) {
+	body := x.resp.BodyStream()
+	var seen atomic.Bool
+	timer, stopCancel := x.arm(ctx, body, &seen)
+	br := bufio.NewReaderSize(body, 4<<10)
+	_, err := br.Peek(1)
+	seen.Store(err == nil || err == io.EOF)
+	timedOut := !timer.Stop()
+	ttfb := time.Since(x.start)
+	if err != nil && err != io.EOF {
 		stopCancel()
-		release()
-		e := p.transportError(peekErr)
+		x.release()
+		e := x.p.transportError(err)
 		if timedOut {
 			e.Timeout, e.Err = true, ErrFirstByteTimeout
 		}
 		return nil, e
 	}
+	status := x.resp.StatusCode()
 	if status < 200 || status > 299 {
 		stopCancel()
-		body, _ := io.ReadAll(io.LimitReader(br, maxErrorBody))
-		release()
-		return nil, &Error{Provider: p.Name, Status: status, Body: body, Err: errors.New(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status))}
+		b, _ := io.ReadAll(io.LimitReader(br, maxErrorBody))
+		x.release()
+		return nil, &Error{Provider: x.p.Name, Status: status, Body: b, Err: errors.New(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status))}
 	}
-	return &reply{
-		status:      status,
-		contentType: string(resp.Header.ContentType()),
-		body:        br,
-		ttfb:        ttfb,
-		release: func() {
-			stopCancel()
-			release()
-		},
-	}, nil
+	rep := &reply{status: status, contentType: string(x.resp.Header.ContentType()), body: br, ttfb: ttfb}
+	rep.release = func() {
+		stopCancel()
+		x.release()
+	}
+	return rep, nil
+}
+
+// arm sets up the two ways a body read is cut: at first_byte_timeout
+// until seen is set (once the first byte is in, the timer must not cut the
+// answer), and when ctx ends, for as long as the body is read.
+func (x *exchange) arm(ctx context.Context, body io.Reader, seen *atomic.Bool) (timer *time.Timer, stopCancel func() bool) {
+	closer, _ := body.(interface{ CloseWithError(error) error })
+	interrupt := func() {
+		if closer != nil {
+			_ = closer.CloseWithError(ErrAttemptTimeout)
+		}
+	}
+	timer = time.AfterFunc(time.Until(x.firstByteBy), func() {
+		if !seen.Load() {
+			interrupt()
+		}
+	})
+	return timer, context.AfterFunc(ctx, interrupt)
+}
+
+// abandon leaves a call that is still waiting for its headers: it goes on
+// in the background until its deadline, and is freed then.
+func (x *exchange) abandon() {
+	go func() {
+		<-x.done
+		x.release()
+	}()
+}
+
+// release closes the body stream and frees the request and response.
+func (x *exchange) release() {
+	_ = x.resp.CloseBodyStream()
+	x.free()
+}
+
+func (x *exchange) free() {
+	fasthttp.ReleaseRequest(x.req)
+	fasthttp.ReleaseResponse(x.resp)
 }
 
 // transportError classifies an error from the connection.
