@@ -390,9 +390,6 @@ func (c *Coordinator) release(l Lock) {
 	}
 }
 
-// Ping checks the record store.
-func (c *Coordinator) Ping(ctx context.Context) error { return c.store.Ping(ctx) }
-
 // liveName names the live stream of one fence of one generation of a
 // task (fences restart after the record is deleted; see
 // Completion.Generation), so a joiner never reads an older answer's

@@ -265,6 +265,3 @@ func (l *leader) end(errText string) {
 		l.c.leaders.Done()
 	})
 }
-
-// Lost reports whether the leader's lease was taken over.
-func (t *Ticket) Lost() bool { return t.lead.lost.Load() }

@@ -60,9 +60,6 @@ func NewServer(st *State, coord *dedupe.Coordinator, log *slog.Logger, ready fun
 // keep the state they started with.
 func (s *Server) Swap(st *State) { s.state.Store(st) }
 
-// State returns the current state.
-func (s *Server) State() *State { return s.state.Load() }
-
 // Metrics returns the request-level metric set.
 func (s *Server) Metrics() *metrics.Set { return s.set }
 
