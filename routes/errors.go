@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 )
@@ -25,11 +26,16 @@ type APIError struct {
 	Cause error
 }
 
+// Error is the text the request log shows: status, code, message and the
+// cause, each text once.
 func (e *APIError) Error() string {
-	if e.Cause != nil {
-		return fmt.Sprintf("%d %s: %s: %v", e.Status, e.Code, e.Message, e.Cause)
+	s := fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+	// A message that already quotes its cause (chainError's "last: ...")
+	// would otherwise put the same text twice on the log line.
+	if e.Cause != nil && !strings.Contains(e.Message, e.Cause.Error()) {
+		s += ": " + e.Cause.Error()
 	}
-	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+	return s
 }
 
 func (e *APIError) Unwrap() error { return e.Cause }

@@ -2,11 +2,13 @@ package routes
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/idemgw/gateway/config"
+	"github.com/idemgw/gateway/upstreams"
 )
 
 func TestErrorBodyShape(t *testing.T) {
@@ -62,4 +64,22 @@ func TestRetryHeaders(t *testing.T) {
 	if h["Retry-After"] != "1" || h["retry-after-ms"] != "250" || h["x-should-retry"] != "true" {
 		t.Fatalf("retry headers %v", h)
 	}
+}
+
+// The log line shows each error text once (issue 9): a message that
+// already quotes its cause does not repeat it.
+func TestAPIErrorText(t *testing.T) {
+	f := func(e *APIError, want string) {
+		t.Helper()
+		if got := e.Error(); got != want {
+			t.Fatalf("Error() = %q, want %q", got, want)
+		}
+	}
+	cause := &upstreams.Error{Provider: "p", Err: errors.New("dial tcp: connection refused"), Connect: true}
+	f(chainError(cause, 2), `502 upstream_failed: all 2 upstream attempts failed; last: provider "p": dial tcp: connection refused`)
+	f(chainError(&upstreams.Error{Provider: "p", Status: 503, Err: errors.New("overloaded")}, 1),
+		`503 upstream_failed: all 1 upstream attempts failed; last: provider "p" answered 503: overloaded`)
+	f(&APIError{Status: 503, Code: "store_unavailable", Message: "cannot read the task", Cause: errors.New("pg down")},
+		"503 store_unavailable: cannot read the task: pg down")
+	f(errorf(400, "invalid_json", "bad"), "400 invalid_json: bad")
 }
