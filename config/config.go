@@ -6,7 +6,6 @@ package config
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -37,12 +36,14 @@ type Config struct {
 
 	// lines maps key paths to their line in Path, for Validate's messages.
 	lines map[string]int
+	// envWarnings name the unset ${VAR}s of the file (see Warnings).
+	envWarnings []string
 }
 
 // Auth configures client authentication.
 type Auth struct {
 	// Mode is keys (default) or none.
-	Mode string `yaml:"mode"`
+	Mode AuthMode `yaml:"mode"`
 	// Keys map bearer keys to tenants.
 	Keys []ClientKey `yaml:"keys"`
 	// AdminKey guards /admin/*. Empty disables the admin API.
@@ -59,20 +60,20 @@ type ClientKey struct {
 // Store selects the durable record store.
 type Store struct {
 	// Kind is embedded (default) or postgres.
-	Kind string `yaml:"kind"`
+	Kind StoreKind `yaml:"kind"`
 	// Path of the embedded store file. Default ./data/gateway.db.
 	Path string `yaml:"path"`
 	// URL of the Postgres database (kind postgres).
 	URL string `yaml:"url"`
 	// Migrate is auto (default) or manual.
-	Migrate string `yaml:"migrate"`
+	Migrate MigrateMode `yaml:"migrate"`
 }
 
 // Lock selects the lock and signalling backend.
 type Lock struct {
 	// Kind is local (default) or redis.
-	Kind  string `yaml:"kind"`
-	Redis Redis  `yaml:"redis"`
+	Kind  LockKind `yaml:"kind"`
+	Redis Redis    `yaml:"redis"`
 }
 
 // Redis configures the go-redis UniversalClient.
@@ -92,7 +93,7 @@ type Dedupe struct {
 	// Enabled defaults to true.
 	Enabled *bool `yaml:"enabled"`
 	// Derive is body (default), retries or off.
-	Derive string `yaml:"derive"`
+	Derive DeriveMode `yaml:"derive"`
 	// DeriveFields restricts the derived key to these top-level fields; empty = whole body.
 	DeriveFields []string `yaml:"derive_fields"`
 	// DeriveWindow is how long the answer to a derived key is replayed,
@@ -107,11 +108,11 @@ type Dedupe struct {
 	// MaxProcessing caps a task's life. Default 10m.
 	MaxProcessing time.Duration `yaml:"max_processing"`
 	// OnInProgress is wait (default) or reject.
-	OnInProgress string `yaml:"on_in_progress"`
+	OnInProgress InProgressMode `yaml:"on_in_progress"`
 	// WaitTimeout bounds how long a duplicate waits for the leader. Default 120s.
 	WaitTimeout time.Duration `yaml:"wait_timeout"`
 	// OnStoreError is fail (default) or open.
-	OnStoreError string `yaml:"on_store_error"`
+	OnStoreError StoreErrorMode `yaml:"on_store_error"`
 	// DetachOnDisconnect keeps reading the upstream after the client left. Default true.
 	DetachOnDisconnect *bool `yaml:"detach_on_disconnect"`
 	// MaxRecordBytes caps one stored response or stream transcript. Default 4 MiB.
@@ -125,15 +126,15 @@ type Dedupe struct {
 // Log configures the request log.
 type Log struct {
 	// Level is debug, info (default), warn or error.
-	Level string `yaml:"level"`
+	Level LogLevel `yaml:"level"`
 	// Format is json (default) or text.
-	Format string `yaml:"format"`
+	Format LogFormat `yaml:"format"`
 }
 
 // Provider is one upstream API.
 type Provider struct {
 	// Kind is openai (default): any OpenAI-compatible API.
-	Kind string `yaml:"kind"`
+	Kind ProviderKind `yaml:"kind"`
 	// BaseURL such as https://api.openai.com/v1 (http is allowed).
 	BaseURL string `yaml:"base_url"`
 	// APIKey is sent as Bearer; empty is a start-up warning and an error for requests routed here.
@@ -157,6 +158,10 @@ type Route struct {
 	// connect, timeout, 429, 5xx, or a specific status. Default [connect, timeout, 429, 5xx].
 	FallbackOn []string `yaml:"fallback_on"`
 	Targets    []Target `yaml:"targets"`
+
+	// Fallback is FallbackOn compiled by Parse (or ApplyDefaults), so that
+	// a failed attempt does not parse the list again (not a YAML key).
+	Fallback Fallback `yaml:"-"`
 }
 
 // Target is one provider (and optional upstream model) of a route.
@@ -192,58 +197,4 @@ func (d Dedupe) IsEnabled() bool {
 // client disconnected (the default), so that the retry is a replay.
 func (d Dedupe) Detach() bool {
 	return d.DetachOnDisconnect == nil || *d.DetachOnDisconnect
-}
-
-// FallsBackOn reports whether a failed attempt moves on to the route's next
-// target: connectErr is a failure to connect, timeout a timed-out attempt,
-// status the upstream's HTTP status (0 when none was received). A nil
-// FallbackOn means DefaultFallbackOn; an empty one never falls back.
-func (r *Route) FallsBackOn(status int, connectErr, timeout bool) bool {
-	list := r.FallbackOn
-	if list == nil {
-		list = DefaultFallbackOn()
-	}
-	for _, s := range list {
-		switch strings.ToLower(s) {
-		case "connect":
-			if connectErr {
-				return true
-			}
-		case "timeout":
-			if timeout {
-				return true
-			}
-		case "4xx":
-			if status >= 400 && status <= 499 {
-				return true
-			}
-		case "5xx":
-			if status >= 500 && status <= 599 {
-				return true
-			}
-		default:
-			if code, err := strconv.Atoi(s); err == nil && status != 0 && code == status {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// RouteFor returns the route for a client's model: the exact match, else the
-// "*" route, else nil.
-func (c *Config) RouteFor(model string) *Route {
-	var wildcard *Route
-	for _, r := range c.Routes {
-		if r == nil {
-			continue
-		}
-		if r.Model == model {
-			return r
-		}
-		if r.Model == "*" && wildcard == nil {
-			wildcard = r
-		}
-	}
-	return wildcard
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -19,38 +20,31 @@ const (
 	DefaultListen           = "127.0.0.1:8080"
 	DefaultMaxBodyBytes     = 8 << 20
 	DefaultShutdownTimeout  = 30 * time.Second
-	DefaultAuthMode         = "keys"
-	DefaultStoreKind        = "embedded"
+	DefaultAuthMode         = AuthKeys
+	DefaultStoreKind        = StoreEmbedded
 	DefaultStorePath        = "./data/gateway.db"
-	DefaultStoreMigrate     = "auto"
-	DefaultLockKind         = "local"
+	DefaultStoreMigrate     = MigrateAuto
+	DefaultLockKind         = LockLocal
 	DefaultRedisAddr        = "127.0.0.1:6379"
 	DefaultRedisKeyPrefix   = "gw:"
-	DefaultDerive           = "body"
+	DefaultDerive           = DeriveBody
 	DefaultDeriveWindow     = 10 * time.Minute
 	DefaultKeyTTL           = 24 * time.Hour
 	DefaultLease            = 30 * time.Second
 	DefaultMaxProcessing    = 10 * time.Minute
-	DefaultOnInProgress     = "wait"
+	DefaultOnInProgress     = InProgressWait
 	DefaultWaitTimeout      = 120 * time.Second
-	DefaultOnStoreError     = "fail"
+	DefaultOnStoreError     = StoreErrorFail
 	DefaultMaxRecordBytes   = 4 << 20
 	DefaultReapInterval     = time.Minute
 	DefaultReapBatch        = 500
-	DefaultLogLevel         = "info"
-	DefaultLogFormat        = "json"
-	DefaultProviderKind     = "openai"
+	DefaultLogLevel         = LogInfo
+	DefaultLogFormat        = LogJSON
+	DefaultProviderKind     = ProviderOpenAI
 	DefaultTimeout          = 60 * time.Second
 	DefaultFirstByteTimeout = 30 * time.Second
 	DefaultMaxConns         = 512
 )
-
-// DefaultFallbackOn returns the failures a route falls back on when
-// fallback_on is not set. It is a function so that no caller can modify a
-// shared slice.
-func DefaultFallbackOn() []string {
-	return []string{"connect", "timeout", "429", "5xx"}
-}
 
 // Load reads, expands, decodes, defaults and validates the config file at path.
 // The environment is the process environment.
@@ -72,7 +66,7 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Confi
 	if getenv == nil {
 		getenv = func(string) (string, bool) { return "", false }
 	}
-	expanded, lines, err := expandEnv(name, data, getenv)
+	expanded, lines, unset, err := expandEnv(name, data, getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +77,7 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Confi
 	}
 	cfg.Path = name
 	cfg.lines = d.index
+	cfg.envWarnings = d.unsetWarnings(unset)
 	cfg.applyDefaults(func(path string) bool { return d.present[path] })
 	// Key and type errors are reported together with the validation errors,
 	// so that one run shows every problem of the file.
@@ -94,6 +89,30 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Confi
 	return cfg, nil
 }
 
+// unsetWarnings names each unset ${VAR} with its line and the key it is
+// in: the closest key or list item before it on its line. Without one (a
+// multi-line value), the line alone.
+func (d *decoder) unsetWarnings(unset []unsetVar) []string {
+	var w []string
+	for _, u := range unset {
+		path := ""
+		best := keyPos{}
+		for _, k := range d.keys {
+			// At one position a list item and its first key start
+			// together: the longer path is the deeper one.
+			if k.line == u.outLine && k.col <= u.outCol && (k.col > best.col || k.col == best.col && len(k.path) > len(path)) {
+				best, path = k, k.path
+			}
+		}
+		msg := fmt.Sprintf("${%s} is not set and has no default: it expands to an empty string (set %s, or write ${%s:-default})", u.name, u.name, u.name)
+		if path != "" {
+			msg = path + ": " + msg
+		}
+		w = append(w, fmt.Sprintf("%s:%d: %s", d.file, u.line, msg))
+	}
+	return w
+}
+
 // expandEnv replaces ${VAR} and ${VAR:-default} in data; $$ stands for a
 // literal $ and any other $ is kept as is. Expansion happens on the raw text,
 // before YAML parsing, so that it also works inside flow mappings such as
@@ -102,17 +121,21 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Confi
 //
 // The returned slice maps each line of the output (0-based) to its 1-based
 // line in data, so that error lines stay right even when a value holds a
-// newline.
-func expandEnv(name string, data []byte, getenv func(string) (string, bool)) ([]byte, []int, error) {
-	out := make([]byte, 0, len(data))
-	lines := []int{1}
+// newline. unset lists the variables without a default that are not set
+// (outside comments), for Parse's warnings.
+func expandEnv(name string, data []byte, getenv func(string) (string, bool)) (out []byte, lines []int, unset []unsetVar, err error) {
+	out = make([]byte, 0, len(data))
+	lines = []int{1}
 	line := 1
+	// Starts of the current line in data and in out.
+	dataLine, outLine := 0, 0
 	var errs []error
 	emit := func(s string) {
 		for i := 0; i < len(s); i++ {
 			out = append(out, s[i])
 			if s[i] == '\n' {
 				lines = append(lines, line)
+				outLine = len(out)
 			}
 		}
 	}
@@ -122,6 +145,7 @@ func expandEnv(name string, data []byte, getenv func(string) (string, bool)) ([]
 			out = append(out, c)
 			line++
 			lines = append(lines, line)
+			dataLine, outLine = i+1, len(out)
 			continue
 		}
 		if c != '$' || i+1 >= len(data) {
@@ -151,33 +175,75 @@ func expandEnv(name string, data []byte, getenv func(string) (string, bool)) ([]
 			continue
 		}
 		expr := string(data[i+2 : end])
-		v, err := lookupVar(expr, getenv)
+		v, isUnset, err := lookupVar(expr, getenv)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s:%d: %w", name, line, err))
+		}
+		if isUnset && !inComment(data[dataLine:i]) {
+			unset = append(unset, unsetVar{name: expr, line: line, outLine: len(lines), outCol: utf8.RuneCount(out[outLine:]) + 1})
 		}
 		emit(v)
 		i = end
 	}
 	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
+		return nil, nil, nil, errors.Join(errs...)
 	}
-	return out, lines, nil
+	return out, lines, unset, nil
+}
+
+// unsetVar is a ${VAR} without a default whose variable is not set: line is
+// its line in the file, outLine and outCol its 1-based position in the
+// expanded text, where YAML nodes are found.
+type unsetVar struct {
+	name    string
+	line    int
+	outLine int
+	outCol  int
+}
+
+// inComment reports whether the text before a ${VAR} on its line opens a
+// YAML comment: a # at the line's start or after a blank, outside quotes.
+// Comments are expanded like everything else, but an unset variable there
+// (the root gateway.yaml explains ${VAR} in one) is no mistake.
+func inComment(prefix []byte) bool {
+	var quote byte
+	for i := 0; i < len(prefix); i++ {
+		c := prefix[i]
+		switch {
+		case quote == '"' && c == '\\':
+			i++ // the escaped byte cannot close the quote
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			// A quote opens a quoted scalar only at a scalar's start.
+			if i == 0 || strings.IndexByte(" \t[{,:-", prefix[i-1]) >= 0 {
+				quote = c
+			}
+		case c == '#' && (i == 0 || prefix[i-1] == ' ' || prefix[i-1] == '\t'):
+			return true
+		}
+	}
+	return false
 }
 
 var varNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // lookupVar evaluates the inside of ${...}: VAR or VAR:-default. As in the
-// shell, the default is used when VAR is unset or empty.
-func lookupVar(expr string, getenv func(string) (string, bool)) (string, error) {
+// shell, the default is used when VAR is unset or empty. unset reports a
+// VAR without default that is not set at all: it silently expands to "",
+// which Parse warns about (a variable set to "" is taken as meant).
+func lookupVar(expr string, getenv func(string) (string, bool)) (v string, unset bool, err error) {
 	name, def, hasDef := strings.Cut(expr, ":-")
 	if !varNameRe.MatchString(name) {
-		return "", fmt.Errorf("invalid variable name %q in ${%s} (want ${NAME} or ${NAME:-default})", name, expr)
+		return "", false, fmt.Errorf("invalid variable name %q in ${%s} (want ${NAME} or ${NAME:-default})", name, expr)
 	}
-	v, _ := getenv(name)
+	v, ok := getenv(name)
 	if v == "" && hasDef {
-		return def, nil
+		return def, false, nil
 	}
-	return v, nil
+	return v, !ok && !hasDef, nil
 }
 
 // decoder turns expanded YAML into a Config while recording the line of every
@@ -195,6 +261,15 @@ type decoder struct {
 	// "lease: 30" is reported once, not also as "must be positive".
 	bad      map[string]bool
 	problems []problem
+	// keys are the positions of mapping keys and list items in the
+	// expanded text, to name the key of an unset ${VAR}.
+	keys []keyPos
+}
+
+// keyPos is where a key path starts in the expanded text (1-based).
+type keyPos struct {
+	line, col int
+	path      string
 }
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -291,6 +366,7 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string, line int) {
 			return
 		}
 		d.eachPair(n, path, func(key string, k, v *yaml.Node) {
+			d.keys = append(d.keys, keyPos{k.Line, k.Column, path + "." + key})
 			d.walk(v, t.Elem(), path+"."+key, d.srcLine(k.Line))
 		})
 	case t.Kind() == reflect.Slice:
@@ -299,7 +375,9 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string, line int) {
 			return
 		}
 		for i, item := range n.Content {
-			d.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), d.srcLine(item.Line))
+			ip := fmt.Sprintf("%s[%d]", path, i)
+			d.keys = append(d.keys, keyPos{item.Line, item.Column, ip})
+			d.walk(item, t.Elem(), ip, d.srcLine(item.Line))
 		}
 	default:
 		d.walkScalar(n, t, path, line)
@@ -345,6 +423,7 @@ func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string, line int
 		if path != "" {
 			child = path + "." + key
 		}
+		d.keys = append(d.keys, keyPos{k.Line, k.Column, child})
 		f, ok := fields[key]
 		if !ok {
 			msg := "unknown key"
@@ -483,23 +562,10 @@ func (c *Config) ApplyDefaults() {
 
 // applyDefaults fills the defaults of keys for which present is false. Keys
 // given explicitly keep their value even when zero, so that validation can
-// report "lease: 0s" instead of silently using 30s.
+// report "lease: 0s" instead of silently using 30s. It also compiles each
+// route's fallback_on.
 func (c *Config) applyDefaults(present func(path string) bool) {
-	str := func(p *string, path, def string) {
-		if *p == "" && !present(path) {
-			*p = def
-		}
-	}
-	num := func(p *int, path string, def int) {
-		if *p == 0 && !present(path) {
-			*p = def
-		}
-	}
-	dur := func(p *time.Duration, path string, def time.Duration) {
-		if *p == 0 && !present(path) {
-			*p = def
-		}
-	}
+	absent := func(path string) bool { return !present(path) }
 	boolean := func(p **bool, def bool) {
 		if *p == nil {
 			v := def
@@ -507,36 +573,36 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 		}
 	}
 
-	str(&c.Listen, "listen", DefaultListen)
-	num(&c.MaxBodyBytes, "max_body_bytes", DefaultMaxBodyBytes)
-	dur(&c.ShutdownTimeout, "shutdown_timeout", DefaultShutdownTimeout)
-	str(&c.Auth.Mode, "auth.mode", DefaultAuthMode)
-	str(&c.Store.Kind, "store.kind", DefaultStoreKind)
-	str(&c.Store.Path, "store.path", DefaultStorePath)
-	str(&c.Store.Migrate, "store.migrate", DefaultStoreMigrate)
-	str(&c.Lock.Kind, "lock.kind", DefaultLockKind)
-	if c.Lock.Redis.Addrs == nil && !present("lock.redis.addrs") {
+	setDefault(&c.Listen, DefaultListen, absent("listen"))
+	setDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes, absent("max_body_bytes"))
+	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout, absent("shutdown_timeout"))
+	setDefault(&c.Auth.Mode, DefaultAuthMode, absent("auth.mode"))
+	setDefault(&c.Store.Kind, DefaultStoreKind, absent("store.kind"))
+	setDefault(&c.Store.Path, DefaultStorePath, absent("store.path"))
+	setDefault(&c.Store.Migrate, DefaultStoreMigrate, absent("store.migrate"))
+	setDefault(&c.Lock.Kind, DefaultLockKind, absent("lock.kind"))
+	if c.Lock.Redis.Addrs == nil && absent("lock.redis.addrs") {
 		c.Lock.Redis.Addrs = []string{DefaultRedisAddr}
 	}
-	str(&c.Lock.Redis.KeyPrefix, "lock.redis.key_prefix", DefaultRedisKeyPrefix)
+	setDefault(&c.Lock.Redis.KeyPrefix, DefaultRedisKeyPrefix, absent("lock.redis.key_prefix"))
 
 	dd := &c.Dedupe
 	boolean(&dd.Enabled, true)
-	str(&dd.Derive, "dedupe.derive", DefaultDerive)
-	dur(&dd.DeriveWindow, "dedupe.derive_window", DefaultDeriveWindow)
-	dur(&dd.KeyTTL, "dedupe.key_ttl", DefaultKeyTTL)
-	dur(&dd.Lease, "dedupe.lease", DefaultLease)
-	dur(&dd.MaxProcessing, "dedupe.max_processing", DefaultMaxProcessing)
-	str(&dd.OnInProgress, "dedupe.on_in_progress", DefaultOnInProgress)
-	dur(&dd.WaitTimeout, "dedupe.wait_timeout", DefaultWaitTimeout)
-	str(&dd.OnStoreError, "dedupe.on_store_error", DefaultOnStoreError)
+	setDefault(&dd.Derive, DefaultDerive, absent("dedupe.derive"))
+	setDefault(&dd.DeriveWindow, DefaultDeriveWindow, absent("dedupe.derive_window"))
+	setDefault(&dd.KeyTTL, DefaultKeyTTL, absent("dedupe.key_ttl"))
+	setDefault(&dd.Lease, DefaultLease, absent("dedupe.lease"))
+	setDefault(&dd.MaxProcessing, DefaultMaxProcessing, absent("dedupe.max_processing"))
+	setDefault(&dd.OnInProgress, DefaultOnInProgress, absent("dedupe.on_in_progress"))
+	setDefault(&dd.WaitTimeout, DefaultWaitTimeout, absent("dedupe.wait_timeout"))
+	setDefault(&dd.OnStoreError, DefaultOnStoreError, absent("dedupe.on_store_error"))
 	boolean(&dd.DetachOnDisconnect, true)
-	num(&dd.MaxRecordBytes, "dedupe.max_record_bytes", DefaultMaxRecordBytes)
-	dur(&dd.ReapInterval, "dedupe.reap_interval", DefaultReapInterval)
-	num(&dd.ReapBatch, "dedupe.reap_batch", DefaultReapBatch)
+	setDefault(&dd.MaxRecordBytes, DefaultMaxRecordBytes, absent("dedupe.max_record_bytes"))
+	setDefault(&dd.ReapInterval, DefaultReapInterval, absent("dedupe.reap_interval"))
+	setDefault(&dd.ReapBatch, DefaultReapBatch, absent("dedupe.reap_batch"))
 
-	str(&c.Log.Level, "log.level", DefaultLogLevel)
-	str(&c.Log.Format, "log.format", DefaultLogFormat)
+	setDefault(&c.Log.Level, DefaultLogLevel, absent("log.level"))
+	setDefault(&c.Log.Format, DefaultLogFormat, absent("log.format"))
 
 	for name, p := range c.Providers {
 		if p == nil {
@@ -544,17 +610,37 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 		}
 		p.Name = name
 		path := "providers." + name
-		str(&p.Kind, path+".kind", DefaultProviderKind)
-		dur(&p.Timeout, path+".timeout", DefaultTimeout)
-		// An unset first-byte wait never outlasts the whole attempt.
-		dur(&p.FirstByteTimeout, path+".first_byte_timeout", min(DefaultFirstByteTimeout, p.Timeout))
-		num(&p.MaxConns, path+".max_conns", DefaultMaxConns)
+		setDefault(&p.Kind, DefaultProviderKind, absent(path+".kind"))
+		setDefault(&p.Timeout, DefaultTimeout, absent(path+".timeout"))
+		// An unset first-byte wait never outlasts the whole attempt. An
+		// invalid timeout is reported on its own: the unset key keeps the
+		// plain default rather than inherit the bad value, so that check
+		// does not report a first_byte_timeout the user never wrote.
+		fbt := DefaultFirstByteTimeout
+		if p.Timeout > 0 {
+			fbt = min(fbt, p.Timeout)
+		}
+		setDefault(&p.FirstByteTimeout, fbt, absent(path+".first_byte_timeout"))
+		setDefault(&p.MaxConns, DefaultMaxConns, absent(path+".max_conns"))
 	}
 	for i, r := range c.Routes {
+		if r == nil {
+			continue
+		}
 		// An explicit empty list means "never fall back", so only a missing
 		// key gets the default.
-		if r != nil && r.FallbackOn == nil && !present(fmt.Sprintf("routes[%d].fallback_on", i)) {
+		if r.FallbackOn == nil && absent(fmt.Sprintf("routes[%d].fallback_on", i)) {
 			r.FallbackOn = DefaultFallbackOn()
 		}
+		r.Fallback = compileFallback(r.FallbackOn)
+	}
+}
+
+// setDefault sets *p to def when it is zero and absent is true (the key is
+// not in the file).
+func setDefault[T comparable](p *T, def T, absent bool) {
+	var zero T
+	if *p == zero && absent {
+		*p = def
 	}
 }

@@ -32,7 +32,7 @@ func TestExpandEnv(t *testing.T) {
 	getenv := env("A", "alpha", "EMPTY", "", "URL", "postgres://u:p@h/db")
 	f := func(in, want string) {
 		t.Helper()
-		got, _, err := expandEnv("t.yaml", []byte(in), getenv)
+		got, _, _, err := expandEnv("t.yaml", []byte(in), getenv)
 		if err != nil {
 			t.Fatalf("expandEnv(%q): unexpected error: %v", in, err)
 		}
@@ -61,7 +61,7 @@ func TestExpandEnv(t *testing.T) {
 func TestExpandEnvErrors(t *testing.T) {
 	f := func(in, want string) {
 		t.Helper()
-		_, _, err := expandEnv("t.yaml", []byte(in), env())
+		_, _, _, err := expandEnv("t.yaml", []byte(in), env())
 		if err == nil {
 			t.Fatalf("expandEnv(%q): expected an error", in)
 		}
@@ -223,6 +223,7 @@ func TestParseDefaults(t *testing.T) {
 		Routes: []*Route{{
 			Model:      "m",
 			FallbackOn: []string{"connect", "timeout", "429", "5xx"},
+			Fallback:   compileFallback(nil),
 			Targets:    []Target{{Provider: "p"}},
 		}},
 		Path: "min.yaml",
@@ -258,7 +259,7 @@ func TestParseEmptyFallbackOn(t *testing.T) {
 	if fo := cfg.Routes[0].FallbackOn; fo == nil || len(fo) != 0 {
 		t.Fatalf("fallback_on = %#v, want an empty non-nil list", fo)
 	}
-	if cfg.Routes[0].FallsBackOn(503, true, true) {
+	if cfg.Routes[0].Fallback.Covers(503, true, true) {
 		t.Fatal("a route with empty fallback_on must never fall back")
 	}
 }
@@ -278,11 +279,13 @@ func TestRootConfig(t *testing.T) {
 	if len(cfg.Auth.Keys) != 1 || cfg.Auth.Keys[0].Key != "sk-local-dev" || cfg.Auth.Keys[0].Tenant != "local" {
 		t.Fatalf("auth.keys = %+v, want tenant local with the dev key", cfg.Auth.Keys)
 	}
-	r := cfg.RouteFor("content-writer")
-	if r == nil || len(r.Targets) != 3 || r.Targets[0].Provider != "gemini" || r.Targets[2].Provider != "groq" {
+	if len(cfg.Routes) != 2 {
+		t.Fatalf("routes = %+v, want content-writer and *", cfg.Routes)
+	}
+	if r := cfg.Routes[0]; r.Model != "content-writer" || len(r.Targets) != 3 || r.Targets[0].Provider != "gemini" || r.Targets[2].Provider != "groq" {
 		t.Fatalf("content-writer route = %+v", r)
 	}
-	if r := cfg.RouteFor("gpt-4o-mini"); r == nil || r.Targets[0].Provider != "openai" {
+	if r := cfg.Routes[1]; r.Model != "*" || r.Targets[0].Provider != "openai" {
 		t.Fatalf("wildcard route = %+v, want openai", r)
 	}
 	warnings := strings.Join(cfg.Warnings(), "\n")
@@ -395,4 +398,56 @@ func TestDesignSample(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "gateway.yaml:6: auth.keys[0]: needs key or sha256") {
 		t.Fatalf("missing PIPELINE_KEY: err = %v", err)
 	}
+}
+
+// An unset ${VAR} without default silently expands to "": Warnings name it
+// with its line and key (issue 9). Comments, defaults and variables set to
+// "" are no mistake.
+func TestUnsetVarWarnings(t *testing.T) {
+	f := func(data string, getenv func(string) (string, bool), want ...string) {
+		t.Helper()
+		cfg, err := Parse("gateway.yaml", []byte(data), getenv)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", data, err)
+		}
+		var got []string
+		for _, w := range cfg.Warnings() {
+			if strings.Contains(w, "is not set") {
+				got = append(got, w)
+			}
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("Parse(%q) unset warnings:\n got: %q\nwant: %q", data, got, want)
+		}
+	}
+	msg := func(name string) string {
+		return "${" + name + "} is not set and has no default: it expands to an empty string (set " + name + ", or write ${" + name + ":-default})"
+	}
+	withProvider := func(p string) string {
+		return strings.Replace(minimal, `{base_url: "http://127.0.0.1:1/v1"}`, p, 1)
+	}
+
+	f(minimal+"listen: ${UNSET}\n", env(), "gateway.yaml:6: listen: "+msg("UNSET"))
+	f(minimal+"listen: ${UNSET}\n", env("UNSET", "127.0.0.1:1"))
+	f(minimal+"listen: ${UNSET}\n", env("UNSET", ""))
+	f(minimal+"listen: ${UNSET:-127.0.0.1:1}\n", env())
+	f(minimal+"listen: ${UNSET:-}\n", env())
+	// Comments are expanded too, but are not values.
+	f("# set ${VAR} in the environment\n"+minimal, env())
+	f(minimal+"listen: 127.0.0.1:1   # was ${OLD}\n", env())
+	f(minimal+"  # - {model: n, targets: [{provider: ${P}}]}\n", env())
+	// A # inside quotes or a word is no comment.
+	f(withProvider(`{base_url: "http://127.0.0.1:1/v1", api_key: "a #${K}"}`), env(), "gateway.yaml:3: providers.p.api_key: "+msg("K"))
+	f(withProvider(`{base_url: "http://127.0.0.1:1/v1", api_key: a#${K}}`), env(), "gateway.yaml:3: providers.p.api_key: "+msg("K"))
+	// In a flow mapping: the key before the variable, counted after the
+	// expansions before it on the line.
+	f(withProvider(`{base_url: "${U:-http://127.0.0.1:1/v1}", api_key: ${K}}`), env(), "gateway.yaml:3: providers.p.api_key: "+msg("K"))
+	f(withProvider(`{base_url: "http://127.0.0.1:1/v1", api_key: "${A}${B}"}`), env(),
+		"gateway.yaml:3: providers.p.api_key: "+msg("A"), "gateway.yaml:3: providers.p.api_key: "+msg("B"))
+	// Inside a longer value, on its own line, in a list.
+	f(minimal+"store:\n  kind: postgres\n  url: \"postgres://${PGUSER}@h/db\"\n", env(), "gateway.yaml:8: store.url: "+msg("PGUSER"))
+	f(minimal+"dedupe:\n  derive_fields:\n    - model\n    - x${F}\n", env(), "gateway.yaml:9: dedupe.derive_fields[1]: "+msg("F"))
+	f(strings.Replace(minimal, "auth: {mode: none}", "auth: {mode: keys, keys: [{tenant: t, key: \"k${K}\"}]}", 1), env(), "gateway.yaml:1: auth.keys[0].key: "+msg("K"))
+	// In a block scalar the key is lines above: the line alone.
+	f(minimal+"store:\n  path: |-\n    ./d${D}.db\n", env(), "gateway.yaml:8: "+msg("D"))
 }

@@ -65,13 +65,17 @@ func parentPath(p string) string {
 	return ""
 }
 
-func (v *validator) oneOf(path, value string, allowed ...string) {
-	for _, a := range allowed {
+// oneOf reports value unless it is one of allowed, the constants of its
+// mode type.
+func oneOf[T ~string](v *validator, path string, value T, allowed ...T) {
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
 		if value == a {
 			return
 		}
+		names[i] = string(a)
 	}
-	v.errorf(path, "must be one of %s, got %q", strings.Join(allowed, ", "), value)
+	v.errorf(path, "must be one of %s, got %q", strings.Join(names, ", "), value)
 }
 
 func (v *validator) positive(path string, d time.Duration) {
@@ -105,8 +109,8 @@ func (c *Config) validate(v *validator) {
 	c.validateAuth(v)
 	c.validateStore(v)
 	c.validateDedupe(v)
-	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
-	v.oneOf("log.format", c.Log.Format, "json", "text")
+	oneOf(v, "log.level", c.Log.Level, LogDebug, LogInfo, LogWarn, LogError)
+	oneOf(v, "log.format", c.Log.Format, LogJSON, LogText)
 	c.validateProviders(v)
 	c.validateRoutes(v)
 	for model, p := range c.Pricing {
@@ -126,8 +130,8 @@ func (c *Config) validate(v *validator) {
 var hexRe = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 
 func (c *Config) validateAuth(v *validator) {
-	v.oneOf("auth.mode", c.Auth.Mode, "keys", "none")
-	if c.Auth.Mode != "keys" {
+	oneOf(v, "auth.mode", c.Auth.Mode, AuthKeys, AuthNone)
+	if c.Auth.Mode != AuthKeys {
 		return
 	}
 	if len(c.Auth.Keys) == 0 {
@@ -160,22 +164,22 @@ func (c *Config) validateAuth(v *validator) {
 }
 
 func (c *Config) validateStore(v *validator) {
-	v.oneOf("store.kind", c.Store.Kind, "embedded", "postgres")
+	oneOf(v, "store.kind", c.Store.Kind, StoreEmbedded, StorePostgres)
 	switch c.Store.Kind {
-	case "embedded":
+	case StoreEmbedded:
 		if c.Store.Path == "" {
 			v.errorf("store.path", "must not be empty when store.kind is embedded")
 		}
-	case "postgres":
+	case StorePostgres:
 		if c.Store.URL == "" {
 			v.errorf("store.url", "is required when store.kind is postgres (is the environment variable set?)")
 		}
 	}
-	v.oneOf("store.migrate", c.Store.Migrate, "auto", "manual")
+	oneOf(v, "store.migrate", c.Store.Migrate, MigrateAuto, MigrateManual)
 
-	v.oneOf("lock.kind", c.Lock.Kind, "local", "redis")
+	oneOf(v, "lock.kind", c.Lock.Kind, LockLocal, LockRedis)
 	r := c.Lock.Redis
-	if c.Lock.Kind == "redis" && len(r.Addrs) == 0 {
+	if c.Lock.Kind == LockRedis && len(r.Addrs) == 0 {
 		v.errorf("lock.redis.addrs", "at least one address is required when lock.kind is redis")
 	}
 	for i, a := range r.Addrs {
@@ -190,7 +194,7 @@ func (c *Config) validateStore(v *validator) {
 
 func (c *Config) validateDedupe(v *validator) {
 	d := c.Dedupe
-	v.oneOf("dedupe.derive", d.Derive, "body", "retries", "off")
+	oneOf(v, "dedupe.derive", d.Derive, DeriveBody, DeriveRetries, DeriveOff)
 	for i, f := range d.DeriveFields {
 		if f == "" {
 			v.errorf(fmt.Sprintf("dedupe.derive_fields[%d]", i), "must not be empty")
@@ -204,9 +208,9 @@ func (c *Config) validateDedupe(v *validator) {
 		v.errorf("dedupe.lease", "must be at least 1ms, got %s", d.Lease)
 	}
 	v.positive("dedupe.max_processing", d.MaxProcessing)
-	v.oneOf("dedupe.on_in_progress", d.OnInProgress, "wait", "reject")
+	oneOf(v, "dedupe.on_in_progress", d.OnInProgress, InProgressWait, InProgressReject)
 	v.positive("dedupe.wait_timeout", d.WaitTimeout)
-	v.oneOf("dedupe.on_store_error", d.OnStoreError, "fail", "open")
+	oneOf(v, "dedupe.on_store_error", d.OnStoreError, StoreErrorFail, StoreErrorOpen)
 	v.positiveInt("dedupe.max_record_bytes", d.MaxRecordBytes)
 	v.positive("dedupe.reap_interval", d.ReapInterval)
 	v.positiveInt("dedupe.reap_batch", d.ReapBatch)
@@ -227,7 +231,7 @@ func (c *Config) validateProviders(v *validator) {
 			v.errorf(path, "is empty (base_url is required)")
 			continue
 		}
-		v.oneOf(path+".kind", p.Kind, "openai")
+		oneOf(v, path+".kind", p.Kind, ProviderOpenAI)
 		if p.BaseURL == "" {
 			v.errorf(path+".base_url", "is required")
 		} else if u, err := url.Parse(p.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -296,20 +300,13 @@ func (c *Config) validateRoutes(v *validator) {
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
-func validFallback(s string) bool {
-	switch strings.ToLower(s) {
-	case "connect", "timeout", "4xx", "5xx":
-		return true
-	}
-	n, err := strconv.Atoi(s)
-	return err == nil && len(s) == 3 && n >= 100 && n <= 599
-}
-
 // Warnings returns problems that do not stop the gateway from starting but
-// will make some requests fail or are likely mistakes.
+// will make some requests fail or are likely mistakes. The first ones name
+// each ${VAR} without default whose variable is not set, with its line: it
+// expands to "" and the key silently takes its built-in default.
 func (c *Config) Warnings() []string {
-	var w []string
-	if c.Auth.Mode == "none" {
+	w := append([]string(nil), c.envWarnings...)
+	if c.Auth.Open() {
 		if len(c.Auth.Keys) > 0 {
 			w = append(w, "auth.keys are ignored because auth.mode is none")
 		}

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidate(t *testing.T) {
@@ -141,4 +142,38 @@ func TestWarnings(t *testing.T) {
 	f(strings.Replace(keyed, "auth: {keys: [{tenant: a, key: k}], admin_key: adm}", "auth: {mode: none, keys: [{tenant: a}], admin_key: adm}", 1)+"listen: 0.0.0.0:8080\n",
 		"auth.keys are ignored because auth.mode is none",
 		"auth.mode is none and listen 0.0.0.0:8080 is not a loopback address: anyone who reaches it spends your provider credits")
+}
+
+// first_byte_timeout defaults from timeout; a bad timeout is reported once,
+// on its own line, never as a first_byte_timeout the file does not contain
+// (issue 9).
+func TestFirstByteTimeoutDefault(t *testing.T) {
+	f := func(provider, wantErr string, want time.Duration) {
+		t.Helper()
+		data := strings.Replace(minimal, `{base_url: "http://127.0.0.1:1/v1"}`, provider, 1)
+		cfg, err := Parse("gateway.yaml", []byte(data), env())
+		if wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), wantErr) {
+				t.Fatalf("Parse(%q) = %v, want an error containing %q", provider, err, wantErr)
+			}
+			if strings.Contains(err.Error(), "first_byte_timeout") {
+				t.Fatalf("Parse(%q) reports a first_byte_timeout the file does not have:\n%v", provider, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", provider, err)
+		}
+		if got := cfg.Providers["p"].FirstByteTimeout; got != want {
+			t.Fatalf("Parse(%q): first_byte_timeout = %s, want %s", provider, got, want)
+		}
+	}
+	const url = `base_url: "http://127.0.0.1:1/v1"`
+	f("{"+url+"}", "", 30*time.Second)
+	f("{"+url+", timeout: 10s}", "", 10*time.Second)
+	f("{"+url+", timeout: 2m}", "", 30*time.Second)
+	f("{"+url+", timeout: 10s, first_byte_timeout: 5s}", "", 5*time.Second)
+	f("{"+url+", timeout: 0s}", "gateway.yaml:3: providers.p.timeout: must be a positive duration, got 0s", 0)
+	f("{"+url+", timeout: -5s}", "gateway.yaml:3: providers.p.timeout: must be a positive duration, got -5s", 0)
+	f("{"+url+", timeout: 30}", `gateway.yaml:3: providers.p.timeout: expected a duration`, 0)
 }

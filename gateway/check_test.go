@@ -114,3 +114,31 @@ func TestVersionCommand(t *testing.T) {
 		t.Fatalf("unknown command exit code = %d, want 2", code)
 	}
 }
+
+// `listen: ${UNSET}` used to pass check silently with the built-in default
+// (issue 9): check names the variable and its key, and still succeeds.
+func TestCheckWarnsAboutUnsetVariables(t *testing.T) {
+	const name = "GATEWAY_TEST_SURELY_UNSET_LISTEN"
+	if _, ok := os.LookupEnv(name); ok {
+		t.Fatalf("%s must not be set for this test", name)
+	}
+	path := writeConfigFile(t, `# ${`+name+`} in a comment is no mistake
+listen: ${`+name+`}
+auth: {mode: none}
+providers:
+  p: {base_url: "http://127.0.0.1:9/v1", api_key: k}
+routes:
+  - {model: m, targets: [{provider: p}]}
+`)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "-config", path}, &out, &errOut); code != 0 {
+		t.Fatalf("check exit code = %d, want 0\nstderr: %s", code, errOut.String())
+	}
+	want := "warning: " + path + ":2: listen: ${" + name + "} is not set and has no default"
+	if got := errOut.String(); !strings.Contains(got, want) || strings.Count(got, "is not set") != 1 {
+		t.Fatalf("check stderr lacks %q (once: the comment is no mistake):\n%s", want, got)
+	}
+	if !strings.Contains(out.String(), "listen: 127.0.0.1:8080") {
+		t.Fatalf("check does not print the effective listen:\n%s", out.String())
+	}
+}

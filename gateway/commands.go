@@ -53,7 +53,7 @@ func cmdMigrate(args []string, stdout, stderr io.Writer) int {
 	if cfg == nil {
 		return code
 	}
-	if cfg.Store.Kind != "postgres" {
+	if cfg.Store.Kind != config.StorePostgres {
 		fmt.Fprintln(stdout, "store.kind is", cfg.Store.Kind, "- the embedded store needs no migrations")
 		return 0
 	}

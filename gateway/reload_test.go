@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idemgw/gateway/config"
 	"github.com/idemgw/gateway/upstreams/upstreamtest"
 )
 
@@ -109,5 +110,71 @@ func TestSighupReload(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatalf("the process did not exit after SIGTERM")
+	}
+}
+
+// A reload that changes keys read only at start-up applies the rest and
+// warns, naming each such key, instead of logging a plain "config
+// reloaded" and silently keeping the old values (issue 9).
+func TestReloadWarnsAboutRestartOnlyKeys(t *testing.T) {
+	fake := startFake(t)
+	base := testConfig(t, fake.URL, reloadRoutes("up-a"))
+	path := writeConfigFile(t, base)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGatewayConfig(t, cfg)
+	const warning = "need a restart"
+
+	// Only reloadable keys: no warning.
+	next := strings.Replace(base, reloadRoutes("up-a"), reloadRoutes("up-b"), 1)
+	if err := os.WriteFile(path, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.app.reload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if logs := g.logs.String(); !strings.Contains(logs, "config reloaded") || strings.Contains(logs, warning) {
+		t.Fatalf("a reload of routes only: want \"config reloaded\" and no restart warning:\n%s", logs)
+	}
+
+	// listen, dedupe.enabled and dedupe.lease need a restart; the route
+	// change next to them is still applied.
+	next = strings.Replace(base, "listen: 127.0.0.1:0", "listen: 127.0.0.1:1", 1) +
+		"dedupe: {enabled: false, lease: 5s, derive: off}\n"
+	next = strings.Replace(next, reloadRoutes("up-a"), reloadRoutes("up-c"), 1)
+	if err := os.WriteFile(path, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.app.reload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	var line string
+	for _, l := range strings.Split(g.logs.String(), "\n") {
+		if strings.Contains(l, warning) {
+			line = l
+		}
+	}
+	if !strings.Contains(line, `"level":"WARN"`) || !strings.Contains(line, `"keys":["listen","dedupe.enabled","dedupe.lease"]`) {
+		t.Fatalf("restart warning = %q, want a WARN naming listen, dedupe.enabled and dedupe.lease (and not dedupe.derive)\n%s", line, g.logs.String())
+	}
+	if r, b := post(t, g.URL, "/v1/chat/completions", chatBody("r1", "after reload", false)); r.StatusCode != 200 {
+		t.Fatalf("request after reload: %d %s", r.StatusCode, b)
+	}
+	if n := fake.CallsForModel("up-c"); n != 1 {
+		t.Fatalf("upstream calls for up-c = %d, want 1: the reloadable part was not applied", n)
+	}
+	// Still compared with the running (start-up) values: reverting the
+	// file makes the warning go away.
+	before := strings.Count(g.logs.String(), warning)
+	if err := os.WriteFile(path, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.app.reload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if after := strings.Count(g.logs.String(), warning); after != before {
+		t.Fatalf("reverting to the running values still warns:\n%s", g.logs.String())
 	}
 }

@@ -66,7 +66,7 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 			dedupe.Notifier
 			dedupe.Live
 		}
-		if cfg.Lock.Kind == "redis" {
+		if cfg.Lock.Kind == config.LockRedis {
 			a.redis = newRedis(cfg.Lock.Redis)
 			a.rbackend = dedupe.NewRedis(a.redis, cfg.Lock.Redis.KeyPrefix)
 			backend = a.rbackend
@@ -198,7 +198,8 @@ func (a *app) close() {
 
 // reload re-reads the config file; a valid one replaces providers, routes
 // and auth for the next requests, an invalid one is logged and ignored.
-// Store, lock and listen changes need a restart.
+// Keys read only at start-up (config.RestartOnlyChanges) keep their value,
+// with a warning naming them.
 func (a *app) reload() error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -211,6 +212,11 @@ func (a *app) reload() error {
 			a.log.Info("config reloaded", "path", a.cfg.Path, "routes", len(cfg.Routes), "providers", len(cfg.Providers))
 			for _, w := range cfg.Warnings() {
 				a.log.Warn("config warning", "warning", w)
+			}
+			// Compared with the start-up config: those values are the
+			// ones still in effect.
+			if keys := config.RestartOnlyChanges(a.cfg, cfg); len(keys) > 0 {
+				a.log.Warn("config keys changed that need a restart; they keep their running values until then", "keys", keys)
 			}
 			return nil
 		}
@@ -274,8 +280,8 @@ func cmdServe(args []string, stderr io.Writer) int {
 // openStore opens the configured record store.
 func openStore(ctx context.Context, cfg *config.Config) (dedupe.Store, error) {
 	switch cfg.Store.Kind {
-	case "postgres":
-		return dedupe.OpenPostgres(ctx, cfg.Store.URL, cfg.Store.Migrate == "auto")
+	case config.StorePostgres:
+		return dedupe.OpenPostgres(ctx, cfg.Store.URL, cfg.Store.AutoMigrate())
 	default:
 		return dedupe.OpenEmbedded(cfg.Store.Path)
 	}
@@ -300,7 +306,7 @@ func coordinatorOptions(cfg *config.Config) dedupe.Options {
 	d := cfg.Dedupe
 	return dedupe.Options{
 		Owner: owner(), Lease: d.Lease, MaxProcessing: d.MaxProcessing, KeyTTL: d.KeyTTL,
-		WaitTimeout: d.WaitTimeout, Reject: d.OnInProgress == "reject", MaxRecordBytes: d.MaxRecordBytes,
+		WaitTimeout: d.WaitTimeout, Reject: d.RejectsInProgress(), MaxRecordBytes: d.MaxRecordBytes,
 		ReapBatch: d.ReapBatch,
 	}
 }
@@ -316,9 +322,9 @@ func owner() string {
 // newLogger builds the request logger of the log config.
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
+	_ = level.UnmarshalText([]byte(c.Level)) // validated: one of slog's names
 	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "text" {
+	if c.Format == config.LogText {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))

@@ -28,7 +28,7 @@ func (s *Server) adminTask(ctx *fasthttp.RequestCtx, c *call) error {
 	}
 	tenant := string(ctx.QueryArgs().Peek("tenant"))
 	if tenant == "" {
-		if c.st.Config.Auth.Mode != "none" {
+		if !c.st.Config.Auth.Open() {
 			return &APIError{Status: 400, Type: "invalid_request_error", Code: "missing_tenant", Param: "tenant", Message: "?tenant= is required"}
 		}
 		tenant = "default"

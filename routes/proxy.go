@@ -96,7 +96,7 @@ func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error 
 	} else if d.RequireKey && d.IsEnabled() {
 		return errorf(400, "idempotency_key_missing", "this gateway requires an Idempotency-Key header")
 	}
-	dedupeOn := d.IsEnabled() && s.coord != nil && (key != "" || d.Derive != "off")
+	dedupeOn := d.IsEnabled() && s.coord != nil && (key != "" || d.DerivesKeys())
 	if !dedupeOn {
 		if !json.Valid(p.body) {
 			return errorf(400, "invalid_json", "request body is not valid JSON")
@@ -108,7 +108,7 @@ func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error 
 		return errorf(400, "invalid_json", "request body is not valid JSON: %v", err)
 	}
 	if key == "" {
-		if d.Derive == "retries" && dedupe.RetryCount(ctx.Request.Header.Peek("x-stainless-retry-count")) == 0 {
+		if d.DedupesRetriesOnly() && dedupe.RetryCount(ctx.Request.Header.Peek("x-stainless-retry-count")) == 0 {
 			// A first try: recorded so its SDK retries find it, but never
 			// deduplicated against another first try ("regenerate").
 			p.req.Fresh = true
@@ -155,7 +155,7 @@ func (s *Server) dedupe(ctx *fasthttp.RequestCtx, c *call, p *proxied) error {
 		e.Headers = map[string]string{"x-should-retry": "false"}
 		return e
 	case errors.Is(err, dedupe.ErrStore):
-		if cfg.Dedupe.OnStoreError == "open" {
+		if cfg.Dedupe.FailsOpen() {
 			c.outcome = "bypassed"
 			s.coord.Count("bypassed")
 			c.err = err

@@ -159,7 +159,7 @@ func methodNotAllowed(allow string) handlerFunc {
 // authed resolves the tenant before h runs.
 func (s *Server) authed(h handlerFunc) handlerFunc {
 	return func(ctx *fasthttp.RequestCtx, c *call) error {
-		if c.st.Config.Auth.Mode == "none" {
+		if c.st.Config.Auth.Open() {
 			c.tenant = "default"
 			return h(ctx, c)
 		}

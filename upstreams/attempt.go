@@ -128,7 +128,7 @@ func (c *Chain) newAttempt(t Target, req Request, res *Result) (*attempt, *Error
 func (a *attempt) failed(e *Error) (next bool, _ *Error) {
 	a.status = e.Status
 	a.finish(e, Usage{})
-	if e.Err == ErrNoAPIKey || a.chain.Route.FallsBackOn(e.Status, e.Connect, e.Timeout) {
+	if e.Err == ErrNoAPIKey || a.chain.Route.Fallback.Covers(e.Status, e.Connect, e.Timeout) {
 		return true, e
 	}
 	if e.Status != 0 {
