@@ -31,6 +31,12 @@ type Config struct {
 	// Pricing per upstream model name, for the cost metrics. Optional.
 	Pricing map[string]Price `yaml:"pricing"`
 
+	// ShutdownDelay is how long after SIGTERM the gateway keeps serving,
+	// with /readyz answering 503, before it stops accepting: a load
+	// balancer that polls /readyz takes the node out first, so no client
+	// meets a closed port. Default 0 (stop accepting at once).
+	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
+
 	// Path is the file the config was loaded from (not a YAML key).
 	Path string `yaml:"-"`
 

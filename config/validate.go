@@ -106,6 +106,9 @@ func (c *Config) validate(v *validator) {
 	}
 	v.positiveInt("max_body_bytes", c.MaxBodyBytes)
 	v.positive("shutdown_timeout", c.ShutdownTimeout)
+	if c.ShutdownDelay < 0 {
+		v.errorf("shutdown_delay", "must not be negative, got %v", c.ShutdownDelay)
+	}
 	c.validateAuth(v)
 	c.validateStore(v)
 	c.validateDedupe(v)

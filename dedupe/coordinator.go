@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -28,6 +28,8 @@ type Options struct {
 	ReapBatch int
 	// OpTimeout bounds one store or lock call. Default 5s.
 	OpTimeout time.Duration
+	// Log receives the Redis up/down transitions; nil discards them.
+	Log *slog.Logger
 }
 
 // Coordinator runs the idempotency state machine of DESIGN.md section 2
@@ -51,24 +53,40 @@ type Coordinator struct {
 	// leaders counts tasks this node leads, so shutdown can wait for
 	// detached streams to be recorded before the store closes.
 	leaders sync.WaitGroup
-	// redisDownUntil (unix nanoseconds) skips Redis for a short pause
-	// after it failed, so that a dead Redis costs each request nothing
-	// instead of a dial timeout per call.
-	redisDownUntil atomic.Int64
+	// redis knows whether Redis answers; nil with lock.kind local.
+	redis *redisHealth
 }
 
-// redisPause is how long Redis is skipped after a failure.
-const redisPause = 2 * time.Second
-
-// redisSkipped reports whether Redis is in a pause after a failure.
+// redisSkipped reports whether Redis is down: requests then go straight
+// to the record store, and a background probe finds out when it is back.
 func (c *Coordinator) redisSkipped() bool {
-	return c.remote != nil && time.Now().UnixNano() < c.redisDownUntil.Load()
+	return c.redis != nil && c.redis.isDown()
 }
 
-// redisFailed counts a degraded operation and starts a pause.
-func (c *Coordinator) redisFailed() {
+// redisFailed counts a degraded operation and marks Redis down.
+func (c *Coordinator) redisFailed(err error) {
 	c.degraded()
-	c.redisDownUntil.Store(time.Now().Add(redisPause).UnixNano())
+	if c.redis != nil {
+		c.redis.failed(err)
+	}
+}
+
+// RedisStatus returns why Redis does not answer, or "" when it does (or
+// is not used). While Redis is believed up it pings it once, so /readyz
+// notices an outage that no request has met yet.
+func (c *Coordinator) RedisStatus(ctx context.Context) string {
+	if c.redis == nil {
+		return ""
+	}
+	return c.redis.check(ctx)
+}
+
+// Close stops the coordinator's background work (the Redis probe). The
+// store and the backend are the caller's to close.
+func (c *Coordinator) Close() {
+	if c.redis != nil {
+		c.redis.close()
+	}
 }
 
 // Drain waits until every task this node leads has ended (recorded or
@@ -87,13 +105,18 @@ func (c *Coordinator) Drain(ctx context.Context) error {
 	}
 }
 
-// NewCoordinator wires a coordinator. With a nil backend, everything runs
-// in process (single node).
-func NewCoordinator(store Store, backend interface {
+// Backend is the lock, wake-up and live-stream service of a cluster (Redis).
+type Backend interface {
 	Locker
 	Notifier
 	Live
-}, opts Options) *Coordinator {
+	// Ping checks that the backend answers.
+	Ping(ctx context.Context) error
+}
+
+// NewCoordinator wires a coordinator. With a nil backend, everything runs
+// in process (single node).
+func NewCoordinator(store Store, backend Backend, opts Options) *Coordinator {
 	if opts.OpTimeout <= 0 {
 		opts.OpTimeout = 5 * time.Second
 	}
@@ -104,6 +127,7 @@ func NewCoordinator(store Store, backend interface {
 	c.locker, c.notifier = c.local, c.local
 	if backend != nil {
 		c.locker, c.notifier, c.remote = backend, backend, backend
+		c.redis = newRedisHealth(backend.Ping, opts.Log, opts.OpTimeout)
 	}
 	return c
 }
@@ -262,7 +286,7 @@ func (c *Coordinator) subscribe(ctx context.Context, keyHash string, remote *<-c
 		ch, rcancel, err := c.notifier.Subscribe(sctx, keyHash)
 		cancel()
 		if err != nil {
-			c.redisFailed()
+			c.redisFailed(err)
 		} else {
 			*remote = ch
 			unsubs = append(unsubs, rcancel)
@@ -287,7 +311,7 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 		cancel()
 		if err != nil {
 			// Redis is a shortcut; the store's row and fence decide alone.
-			c.redisFailed()
+			c.redisFailed(err)
 			lock, ok = nil, true
 		}
 	}
@@ -386,7 +410,7 @@ func (c *Coordinator) release(l Lock) {
 	ctx, cancel := c.ctx(context.Background())
 	defer cancel()
 	if err := l.Release(ctx); err != nil {
-		c.redisFailed()
+		c.redisFailed(err)
 	}
 }
 

@@ -497,6 +497,36 @@ func (s *Embedded) DeleteExpired(ctx context.Context, limit int) (int, error) {
 	return n, nil
 }
 
+// Health implements Store: the file's size and the age of the oldest
+// processing task (the processing index holds only the tasks in flight).
+// bbolt has no dead rows: freed pages are reused by later writes.
+func (s *Embedded) Health(ctx context.Context) (Health, error) {
+	if err := ctx.Err(); err != nil {
+		return Health{}, fmt.Errorf("cannot read the health of the embedded store: %w", err)
+	}
+	var h Health
+	err := s.db.View(func(tx *bolt.Tx) error {
+		e := newEmbeddedTx(tx)
+		h.Tables = []TableHealth{{Name: "file", Bytes: tx.Size(), DeadTuples: -1}}
+		now := nowLocal()
+		c := e.processing.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			t, ok, err := e.load(k)
+			if err != nil {
+				return err
+			}
+			if ok && t.Status == StatusProcessing {
+				h.OldestProcessing = max(h.OldestProcessing, now.Sub(t.StartedAt))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Health{}, fmt.Errorf("cannot read the health of the embedded store %q: %w", s.db.Path(), err)
+	}
+	return h, nil
+}
+
 // Ping implements Store; it fails once the store is closed.
 func (s *Embedded) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {

@@ -45,7 +45,7 @@ func (c *Coordinator) Join(ctx context.Context, r Request, t *Ticket, from int, 
 		return ctx.Err()
 	}
 	if err := errf(); err != nil && errors.Is(err, ErrLockUnavailable) {
-		c.redisFailed()
+		c.redisFailed(err)
 	}
 	return c.joinFromRecord(ctx, r, t.Task.Fence, n, emit)
 }

@@ -84,7 +84,7 @@ func (l *leader) heartbeat() {
 		}
 		if l.lock != nil && !l.c.redisSkipped() {
 			if _, err := l.lock.Extend(ctx, l.c.opts.Lease); err != nil {
-				l.c.redisFailed()
+				l.c.redisFailed(err)
 			}
 		}
 		cancel()
@@ -137,7 +137,7 @@ func (t *Ticket) Publish(ev []byte) {
 		} else if err := l.c.remote.Append(ctx, l.name, LiveEvent{Data: ev}); err != nil {
 			// Remote joiners fall back to waiting for the stored result.
 			l.remoteDown = true
-			l.c.redisFailed()
+			l.c.redisFailed(err)
 		}
 	}
 	l.events++
@@ -248,14 +248,18 @@ func (l *leader) end(errText string) {
 		if l.c.remote != nil && l.req.Stream && !l.c.redisSkipped() {
 			// Even after a failed append, try to end remote joiners now
 			// rather than at their watchdog.
-			if l.c.remote.Append(ctx, l.name, ev) != nil || l.c.remote.Expire(ctx, l.name, remoteLinger) != nil {
-				l.c.redisFailed()
+			err := l.c.remote.Append(ctx, l.name, ev)
+			if err == nil {
+				err = l.c.remote.Expire(ctx, l.name, remoteLinger)
+			}
+			if err != nil {
+				l.c.redisFailed(err)
 			}
 		}
 		_ = l.c.local.Publish(ctx, l.req.KeyHash)
 		if l.c.notifier != Notifier(l.c.local) && !l.c.redisSkipped() {
 			if err := l.c.notifier.Publish(ctx, l.req.KeyHash); err != nil {
-				l.c.redisFailed()
+				l.c.redisFailed(err)
 			}
 		}
 		l.c.release(l.lock)

@@ -403,6 +403,10 @@ func (p *Postgres) Get(ctx context.Context, tenant, keyHash string) (Task, []Att
 // next Begin restarts it) and kept for reclaimedTTL. SKIP LOCKED lets
 // several reapers work side by side without waiting on each other.
 //
+// The candidates come from the partial index on started_at of processing
+// tasks (migration 0002): lease_until is not indexed, so that heartbeats
+// are HOT updates.
+//
 // The batch is picked in a MATERIALIZED CTE rather than "WHERE id IN
 // (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)": the planner may rescan
 // such a sub-select once per outer row, and a rescan with SKIP LOCKED
@@ -412,7 +416,7 @@ func (p *Postgres) ReclaimZombies(ctx context.Context, maxProcessing time.Durati
 		SELECT id FROM tasks
 		WHERE status = 'processing'
 			AND (lease_until < now() OR ($1::bigint > 0 AND started_at < now() - $1::bigint * interval '1 microsecond'))
-		ORDER BY lease_until
+		ORDER BY started_at
 		LIMIT $2
 		FOR UPDATE SKIP LOCKED
 	)
@@ -448,6 +452,39 @@ func (p *Postgres) DeleteExpired(ctx context.Context, limit int) (int, error) {
 		return 0, fmt.Errorf("cannot delete expired tasks: %w", err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// Health implements Store: the size (with indexes and TOAST) and dead
+// tuples of both tables, from the catalog and the statistics collector,
+// and the age of the oldest processing task (through the partial index
+// on started_at, so the cost follows the tasks in flight).
+func (p *Postgres) Health(ctx context.Context) (Health, error) {
+	const tables = `SELECT n.name, pg_total_relation_size(c.oid), COALESCE(s.n_dead_tup, 0)
+	FROM unnest(ARRAY['tasks', 'attempts']) WITH ORDINALITY AS n(name, i)
+	JOIN pg_class c ON c.oid = to_regclass(n.name)
+	LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+	ORDER BY n.i`
+	const oldest = `SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(started_at)), 0)::float8
+	FROM tasks WHERE status = 'processing'`
+	var h Health
+	rows, err := p.pool.Query(ctx, tables)
+	if err != nil {
+		return Health{}, fmt.Errorf("cannot read the table sizes: %w", err)
+	}
+	h.Tables, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (TableHealth, error) {
+		var tb TableHealth
+		err := row.Scan(&tb.Name, &tb.Bytes, &tb.DeadTuples)
+		return tb, err
+	})
+	if err != nil {
+		return Health{}, fmt.Errorf("cannot read the table sizes: %w", err)
+	}
+	var secs float64
+	if err := p.pool.QueryRow(ctx, oldest).Scan(&secs); err != nil {
+		return Health{}, fmt.Errorf("cannot read the oldest processing task: %w", err)
+	}
+	h.OldestProcessing = time.Duration(secs * float64(time.Second))
+	return h, nil
 }
 
 // Ping implements Store.

@@ -216,6 +216,12 @@ func (r *Redis) Close() error {
 	return err
 }
 
+// Ping checks that Redis answers (the background probe of a Redis that
+// failed, and /readyz).
+func (r *Redis) Ping(ctx context.Context) error {
+	return r.client.Ping(ctx).Err()
+}
+
 // Publish implements Notifier.
 func (r *Redis) Publish(ctx context.Context, name string) error {
 	if err := r.client.Publish(ctx, r.prefix+"done:"+name, "1").Err(); err != nil {

@@ -173,6 +173,10 @@ type Store interface {
 	// DeleteExpired deletes up to limit finished tasks (and their
 	// attempts) whose expiry has passed, and returns how many.
 	DeleteExpired(ctx context.Context, limit int) (int, error)
+	// Health reports the store's size, dead rows and oldest processing
+	// task, for the gateway_store_* gauges. It is read off the request
+	// path, every few seconds.
+	Health(ctx context.Context) (Health, error)
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.

@@ -536,6 +536,35 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
+	t.Run("Health", func(t *testing.T) {
+		s := open(t)
+		h, err := s.Health(ctx)
+		if err != nil {
+			t.Fatalf("Health: %v", err)
+		}
+		if len(h.Tables) == 0 || h.OldestProcessing != 0 {
+			t.Fatalf("Health of an empty store: %+v", h)
+		}
+		for _, tb := range h.Tables {
+			if tb.Name == "" || tb.Bytes <= 0 {
+				t.Fatalf("table health %+v: want a name and a size", tb)
+			}
+		}
+		storeBegin(t, s, storeReq("t1", "old", "fp1"), OutcomeLeader)
+		time.Sleep(storeExpiryWait)
+		storeBegin(t, s, storeReq("t1", "young", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "done", "fp1"), OutcomeLeader)
+		storeComplete(t, s, "t1", "done", 1, storeCompletion(time.Hour))
+		if h, err = s.Health(ctx); err != nil || h.OldestProcessing < storeExpiryWait || h.OldestProcessing > time.Hour {
+			t.Fatalf("Health = %+v, %v; want the oldest processing task over %v old", h, err, storeExpiryWait)
+		}
+		storeComplete(t, s, "t1", "old", 1, storeCompletion(time.Hour))
+		storeComplete(t, s, "t1", "young", 1, storeCompletion(time.Hour))
+		if h, err = s.Health(ctx); err != nil || h.OldestProcessing != 0 {
+			t.Fatalf("Health = %+v, %v; want no processing task", h, err)
+		}
+	})
+
 	t.Run("Ping", func(t *testing.T) {
 		s := open(t)
 		if err := s.Ping(ctx); err != nil {

@@ -301,6 +301,9 @@ func TestDeployFilesParse(t *testing.T) {
 		"gateway_store_errors_total",
 		"gateway_lock_degraded_total",
 		"gateway_tasks_expired_total",
+		"gateway_store_table_bytes",
+		"gateway_store_dead_tuples",
+		"gateway_store_oldest_processing_seconds",
 		"gateway_cost_usd_total",
 		"gateway_cost_saved_usd_total",
 		"gateway_config_reloads_total",
@@ -346,7 +349,8 @@ func TestDeployFilesParse(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"GatewayHigh5xxRate", "IdempotencyConflictSpike", "ZombieTasksReclaimed",
-		"FallbackRateHigh", "UpstreamProviderFailing", "StoreErrors", "LockDegraded"} {
+		"FallbackRateHigh", "UpstreamProviderFailing", "StoreErrors", "LockDegraded",
+		"StoreDeadTuplesGrowing", "ProcessingTaskStuck"} {
 		if !alerts[want] {
 			t.Errorf("alert %q is missing from %s", want, deployAlertsPath)
 		}

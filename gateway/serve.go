@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,8 @@ type app struct {
 	reloadMu   sync.Mutex
 	stopReaper context.CancelFunc
 	reaperDone chan struct{}
+	// draining is set on SIGTERM: /readyz answers 503 from then on.
+	draining atomic.Bool
 }
 
 // newApp opens the stores and builds the server of cfg.
@@ -61,17 +64,20 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		if a.store, err = openStore(ctx, cfg); err != nil {
 			return nil, err
 		}
-		var backend interface {
-			dedupe.Locker
-			dedupe.Notifier
-			dedupe.Live
-		}
+		var backend dedupe.Backend
 		if cfg.Lock.Kind == config.LockRedis {
 			a.redis = newRedis(cfg.Lock.Redis)
 			a.rbackend = dedupe.NewRedis(a.redis, cfg.Lock.Redis.KeyPrefix)
 			backend = a.rbackend
 		}
-		a.coord = dedupe.NewCoordinator(a.store, backend, coordinatorOptions(cfg))
+		opts := coordinatorOptions(cfg)
+		opts.Log = a.log
+		a.coord = dedupe.NewCoordinator(a.store, backend, opts)
+		// A Redis that is down at start-up is logged once here and probed
+		// in the background; requests do not wait for it.
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		a.coord.RedisStatus(rctx)
+		rcancel()
 	}
 	a.server = routes.NewServer(st, a.coord, a.log, a.ready)
 	a.http = &fasthttp.Server{
@@ -131,28 +137,32 @@ func (a *app) writeMetrics(w io.Writer) {
 	metrics.WriteProcessMetrics(w)
 }
 
-// ready checks the record store (and Redis when used) for /readyz.
-func (a *app) ready(ctx context.Context) error {
+// ready is /readyz (DESIGN.md section 5): unready while draining or
+// while the record store does not answer; degraded, but ready, while only
+// Redis does not.
+func (a *app) ready(ctx context.Context) routes.Readiness {
+	if a.draining.Load() {
+		return routes.Readiness{Unready: "draining: the gateway is shutting down"}
+	}
 	if a.store != nil {
 		if err := a.store.Ping(ctx); err != nil {
-			return fmt.Errorf("record store: %w", err)
+			return routes.Readiness{Unready: "record store: " + err.Error()}
 		}
 	}
-	if a.redis != nil {
-		if err := a.redis.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
+	if a.coord != nil {
+		return routes.Readiness{Redis: a.coord.RedisStatus(ctx)}
 	}
-	return nil
+	return routes.Readiness{}
 }
 
-// serve runs the server on ln and the background reaper until shutdown.
+// serve runs the server on ln, and the background reaper and store
+// health sampler, until shutdown.
 func (a *app) serve(ln net.Listener) error {
 	if a.coord != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		a.stopReaper, a.reaperDone = cancel, make(chan struct{})
-		go func() {
-			defer close(a.reaperDone)
+		var wg sync.WaitGroup
+		wg.Go(func() {
 			a.coord.RunReaper(ctx, a.cfg.Dedupe.ReapInterval, func(r, e int, err error) {
 				if err != nil {
 					a.log.Warn("reaper pass failed", "error", err.Error())
@@ -160,14 +170,45 @@ func (a *app) serve(ln net.Listener) error {
 				}
 				a.log.Info("reaper pass", "reclaimed", r, "expired", e)
 			})
+		})
+		wg.Go(func() { a.coord.RunHealthSampler(ctx, dedupe.DefaultHealthEvery) })
+		go func() {
+			wg.Wait()
+			close(a.reaperDone)
 		}()
 	}
 	return a.http.Serve(ln)
 }
 
+// drain marks the node as draining (/readyz 503) and, with
+// shutdown_delay, keeps serving that long so that load balancers stop
+// sending before the listener closes. A second SIGTERM or SIGINT ends
+// the delay.
+func (a *app) drain(sig <-chan os.Signal) {
+	a.draining.Store(true)
+	d := a.cfg.ShutdownDelay
+	if d <= 0 {
+		return
+	}
+	a.log.Info("draining: /readyz answers 503 until the listener closes", "shutdown_delay", d.String())
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case s := <-sig:
+			if s != syscall.SIGHUP {
+				return
+			}
+		}
+	}
+}
+
 // shutdown stops accepting, lets in-flight requests finish within the
 // context's bound, then closes the stores.
 func (a *app) shutdown(ctx context.Context) error {
+	a.draining.Store(true)
 	err := a.http.ShutdownWithContext(ctx)
 	if a.coord != nil {
 		// Streams whose clients left are still being read and recorded
@@ -185,6 +226,9 @@ func (a *app) shutdown(ctx context.Context) error {
 }
 
 func (a *app) close() {
+	if a.coord != nil {
+		a.coord.Close()
+	}
 	if a.store != nil {
 		_ = a.store.Close()
 	}
@@ -265,6 +309,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 				continue
 			}
 			a.log.Info("shutting down", "signal", s.String(), "timeout", cfg.ShutdownTimeout.String())
+			a.drain(sig)
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 			err := a.shutdown(ctx)
 			cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -42,14 +43,26 @@ type Server struct {
 	coord  *dedupe.Coordinator
 	log    *slog.Logger
 	set    *metrics.Set
-	ready  func(ctx context.Context) error
+	ready  func(ctx context.Context) Readiness
 	now    func() time.Time
 	active atomic.Int64
 }
 
+// Readiness is what /readyz reports (DESIGN.md section 5).
+type Readiness struct {
+	// Unready, when set, says why the node must get no traffic: the record
+	// store does not answer, or the node is draining. /readyz answers 503.
+	Unready string
+	// Redis, when set, says why Redis does not answer. The node still
+	// serves every request correctly through the record store alone, so
+	// /readyz answers 200 "degraded": a Redis outage must not take every
+	// node out of a load balancer at once.
+	Redis string
+}
+
 // NewServer returns a server on its first state. coord may be nil when
 // dedupe is disabled; ready checks the stores for /readyz.
-func NewServer(st *State, coord *dedupe.Coordinator, log *slog.Logger, ready func(ctx context.Context) error) *Server {
+func NewServer(st *State, coord *dedupe.Coordinator, log *slog.Logger, ready func(ctx context.Context) Readiness) *Server {
 	s := &Server{coord: coord, log: log, set: metrics.NewSet(), ready: ready, now: time.Now}
 	s.state.Store(st)
 	s.set.NewGauge(`gateway_inflight_requests`, func() float64 { return float64(s.active.Load()) })
@@ -173,16 +186,26 @@ func (s *Server) authed(h handlerFunc) handlerFunc {
 }
 
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	var r Readiness
 	if s.ready != nil {
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := s.ready(rctx); err != nil {
-			writeError(ctx, errorf(503, "not_ready", "not ready: %v", err))
-			return
-		}
+		r = s.ready(rctx)
+		cancel()
+	}
+	if r.Unready != "" {
+		writeError(ctx, errorf(503, "not_ready", "not ready: %s", r.Unready))
+		return
 	}
 	ctx.SetContentType("application/json")
-	ctx.SetBodyString(`{"status":"ready"}`)
+	if r.Redis == "" {
+		ctx.SetBodyString(`{"status":"ok"}`)
+		return
+	}
+	b, _ := json.Marshal(struct {
+		Status string `json:"status"`
+		Redis  string `json:"redis"`
+	}{"degraded", r.Redis})
+	ctx.SetBody(b)
 }
 
 // finish writes the metrics and the one log line of the request.
