@@ -15,6 +15,7 @@ var restartOnly = []struct {
 	{"listen", func(c *Config) any { return c.Listen }},
 	{"max_body_bytes", func(c *Config) any { return c.MaxBodyBytes }},
 	{"shutdown_timeout", func(c *Config) any { return c.ShutdownTimeout }},
+	{"shutdown_delay", func(c *Config) any { return c.ShutdownDelay }},
 	{"store.kind", func(c *Config) any { return c.Store.Kind }},
 	{"store.path", func(c *Config) any { return c.Store.Path }},
 	{"store.url", func(c *Config) any { return c.Store.URL }},
