@@ -24,6 +24,7 @@ type Config struct {
 	Lock            Lock          `yaml:"lock"`
 	Dedupe          Dedupe        `yaml:"dedupe"`
 	Log             Log           `yaml:"log"`
+	Debug           Debug         `yaml:"debug"`
 	// Providers by name; the name is used in routes and metric labels.
 	Providers map[string]*Provider `yaml:"providers"`
 	// Routes in match order; model "*" matches any model.
@@ -135,6 +136,15 @@ type Log struct {
 	Level LogLevel `yaml:"level"`
 	// Format is json (default) or text.
 	Format LogFormat `yaml:"format"`
+}
+
+// Debug holds diagnostics that are off by default.
+type Debug struct {
+	// Pprof serves Go's runtime profiles at /debug/pprof/ (CPU, heap,
+	// allocations, goroutines), for profiling under load: only to requests
+	// with the admin key when auth.admin_key is set, else only to loopback
+	// clients. Default false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Provider is one upstream API.

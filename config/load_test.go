@@ -126,6 +126,8 @@ func TestParseErrors(t *testing.T) {
 	f(minimal+"max_body_bytes: \"100\"\n", `max_body_bytes: expected an integer`)
 	f(minimal+"dedupe: {enabled: yes}\n", `gateway.yaml:6: dedupe.enabled: expected true or false, got "yes"`)
 	f(minimal+"dedupe: true\n", `gateway.yaml:6: dedupe: expected a mapping, got "true"`)
+	f(minimal+"debug: {pprof: on}\n", `gateway.yaml:6: debug.pprof: expected true or false, got "on"`)
+	f(minimal+"debug:\n  prof: true\n", `gateway.yaml:7: debug.prof: unknown key (did you mean "pprof"?)`)
 	f(minimal+"lock: {redis: {addrs: 127.0.0.1:6379}}\n", `lock.redis.addrs: expected a list, got "127.0.0.1:6379"`)
 	f("- a\n", `gateway.yaml:1: (top level): expected a mapping, got a list`)
 

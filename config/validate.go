@@ -319,6 +319,11 @@ func (c *Config) Warnings() []string {
 	}
 	if c.Auth.AdminKey == "" {
 		w = append(w, "auth.admin_key is empty: the admin API is disabled")
+		if c.Debug.Pprof {
+			w = append(w, "debug.pprof is on without auth.admin_key: /debug/pprof/ answers loopback clients only")
+		}
+	} else if c.Debug.Pprof {
+		w = append(w, "debug.pprof is on: /debug/pprof/ serves profiles to the admin key (profiling costs CPU while it runs)")
 	}
 	w = append(w, c.routeTimeWarnings()...)
 	used := map[string]bool{}

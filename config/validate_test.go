@@ -129,6 +129,11 @@ func TestWarnings(t *testing.T) {
 		"providers.p.api_key is empty: requests routed to p will fail")
 	f(strings.Replace(keyed, ", admin_key: adm", "", 1),
 		"auth.admin_key is empty: the admin API is disabled")
+	f(keyed+"debug: {pprof: true}\n",
+		"debug.pprof is on: /debug/pprof/ serves profiles to the admin key (profiling costs CPU while it runs)")
+	f(strings.Replace(keyed, ", admin_key: adm", "", 1)+"debug: {pprof: true}\n",
+		"auth.admin_key is empty: the admin API is disabled",
+		"debug.pprof is on without auth.admin_key: /debug/pprof/ answers loopback clients only")
 	f(keyed+"  - {model: n, fallback_on: [], targets: [{provider: p}, {provider: p}]}\n",
 		"routes[1].fallback_on is empty: only the first of 2 targets is ever used")
 	f(strings.Replace(keyed, "providers:\n", "providers:\n  unused: {base_url: \"https://u/v1\", api_key: x}\n", 1),

@@ -150,6 +150,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, c *call) handlerFunc {
 		}
 		return s.authed(s.models)
 	}
+	if c.st.Config.Debug.Pprof && strings.HasPrefix(path, debugPrefix) {
+		s.pprof(ctx, c)
+		return nil
+	}
 	if len(path) > len(adminTasksPrefix) && strings.HasPrefix(path, adminTasksPrefix) {
 		if !ctx.IsGet() {
 			return methodNotAllowed("GET")
