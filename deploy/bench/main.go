@@ -1,61 +1,119 @@
-// Command bench is a load tool for a gateway running on this machine: it
-// sends chat completions (streamed or not) from many workers for a bounded
-// time and request count, then prints throughput, latency percentiles,
-// time to first byte of streams, errors by status and how many answers
-// were replays.
+// Command bench measures a gateway running on this machine against a bare
+// proxy in front of the same fake upstream. Its subcommands:
 //
-// It refuses any target that is not loopback, so that it can never be
-// pointed at a real provider (or someone else's gateway) by mistake.
+//	bench load      send chat completions (streamed or not) for a bounded
+//	                time, closed-loop or at a fixed rate, and print (or
+//	                append as JSON) throughput, latency percentiles, time to
+//	                first byte, CPU and allocations per request of a process
+//	bench floor     a bare fasthttp reverse proxy: the floor the gateway is
+//	                measured against
+//	bench readfloor a server answering every request with one indexed read
+//	                of a stored task: the floor of a replay
+//	bench table     turn the JSON records of a run into the README's table
+//
+// Flags without a subcommand mean `bench load`. The load tool refuses any
+// target that is not loopback, so that it can never be pointed at a real
+// provider (or someone else's gateway) by mistake.
 //
 //	go run ./deploy/bench -target http://127.0.0.1:8080 -concurrency 200 -duration 10s -stream -mode unique -key sk-...
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
 // Limits that keep a run bounded whatever the flags say.
 const (
-	maxDuration    = 10 * time.Minute
-	maxConcurrency = 5000
+	maxDuration = 10 * time.Minute
+	// maxConcurrency allows the long-stream run its 10,000 streams.
+	maxConcurrency = 20000
 	// maxRequests also bounds the memory of the latency samples (8 bytes each).
 	maxRequests = 10_000_000
+	// maxRate bounds the open-loop mode.
+	maxRate = 1_000_000
 )
 
-// options are the parsed flags.
+// Load modes.
+const (
+	modeUnique  = "unique"
+	modeSameKey = "same-key"
+	modeDerived = "derived"
+	modeDup     = "dup"
+	modeHold    = "hold"
+	modeBegin   = "begin"
+)
+
+// options are the parsed flags of `bench load`.
 type options struct {
 	target      *url.URL
 	path        string
 	concurrency int
 	duration    time.Duration
+	warmup      time.Duration
 	requests    int64
 	stream      bool
 	mode        string
 	key         string
 	model       string
 	timeout     time.Duration
+	// rate > 0 sends at this many requests per second (open loop);
+	// rateFrom derives it from earlier records (see resolveRate).
+	rate     float64
+	rateFrom string
+	rateFrac float64
+	rateLike string
+	// pid is the process whose CPU time (and, in hold mode, memory) is measured.
+	pid int
+	// pprof is the measured gateway's base URL for /debug/pprof/allocs.
+	pprof    string
+	adminKey string
+	// label, phase, ref and jsonPath make the run a record of a suite.
+	label    string
+	phase    string
+	ref      string
+	beyond   string
+	jsonPath string
+	// idemKey is the one Idempotency-Key of same-key mode ("": a new one per run).
+	idemKey string
+	// chunks is how many content chunks each stream must carry (0: any).
+	chunks int
+	// storeURL is the Postgres URL of -mode begin.
+	storeURL string
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// dispatch runs a subcommand and returns the exit code.
+func dispatch(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, rest := args[0], args[1:]
+		switch cmd {
+		case "load":
+			return run(rest, stdout, stderr)
+		case "floor":
+			return cmdFloor(rest, stderr)
+		case "readfloor":
+			return cmdReadFloor(rest, stderr)
+		case "table":
+			return cmdTable(rest, stdout, stderr)
+		}
+		fmt.Fprintf(stderr, "bench: unknown command %q (load, floor, readfloor, table)\n", cmd)
+		return 2
+	}
+	return run(args, stdout, stderr)
+}
+
+// run is `bench load`.
 func run(args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
@@ -64,8 +122,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	res := newBench(o).run()
+	if err := resolveRate(o); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	res, err := measure(o)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
 	res.print(stdout, o)
+	if o.jsonPath != "" {
+		if err := appendRecord(o.jsonPath, res.record(o)); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+	}
 	if res.total == 0 || res.ok == 0 {
 		return 1
 	}
@@ -78,15 +150,34 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	target := fs.String("target", "http://127.0.0.1:8080", "gateway base URL; loopback only (127.0.0.0/8, ::1, localhost)")
 	o := &options{}
 	fs.StringVar(&o.path, "path", "/v1/chat/completions", "request path")
-	fs.IntVar(&o.concurrency, "concurrency", 50, "concurrent workers, each with its own keep-alive connection")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send requests (at most "+maxDuration.String()+")")
+	fs.IntVar(&o.concurrency, "concurrency", 50, "concurrent workers, each with its own keep-alive connection (dup: requests per key; hold: streams held open)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure (at most "+maxDuration.String()+")")
+	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "load sent before measuring starts (connections, pools)")
 	fs.Int64Var(&o.requests, "requests", 0, "stop after this many requests (0: only the duration bounds the run)")
 	fs.BoolVar(&o.stream, "stream", false, "send stream:true and read the SSE answer")
-	fs.StringVar(&o.mode, "mode", "unique", "unique: new body and Idempotency-Key per request (every request goes upstream); "+
-		"same-key: one body and one Idempotency-Key (replays); derived: one body, no key (the gateway derives it; replays)")
+	fs.StringVar(&o.mode, "mode", modeUnique, "unique: new body and Idempotency-Key per request (every request goes upstream); "+
+		"same-key: one body and one Idempotency-Key (replays); derived: one body, no key (the gateway derives it; replays); "+
+		"dup: rounds of -concurrency simultaneous requests sharing a new key (one upstream call each); "+
+		"hold: -concurrency streams open at once, memory per stream from -pid's RSS; "+
+		"begin: the record store's Begin alone (Postgres at -store-url), the durable write in front of a new task")
 	fs.StringVar(&o.key, "key", "", "client key sent as Authorization: Bearer (empty: none)")
 	fs.StringVar(&o.model, "model", "bench-model", "model name sent in the body")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of one request")
+	fs.Float64Var(&o.rate, "rate", 0, "send this many requests per second in all (open loop); 0: as fast as the workers go")
+	fs.StringVar(&o.rateFrom, "rate-from", "", "comma-separated labels of peak records in -json: rate = -rate-frac x the lowest of their req/s")
+	fs.Float64Var(&o.rateFrac, "rate-frac", 0.5, "fraction of -rate-from's req/s")
+	fs.StringVar(&o.rateLike, "rate-like", "", "label of a latency record in -json: send at its rate (to compare two lines at the same rate)")
+	fs.IntVar(&o.pid, "pid", 0, "process whose CPU time per request (and in hold mode RSS) is measured; 0: none")
+	fs.StringVar(&o.pprof, "pprof", "", "base URL of the measured gateway's /debug/pprof (debug.pprof: true): allocations per request")
+	fs.StringVar(&o.adminKey, "admin-key", "", "admin key sent to -pprof")
+	fs.StringVar(&o.label, "label", "", "name of this line in the table")
+	fs.StringVar(&o.phase, "phase", "peak", "peak (closed loop throughput) or latency (the line's latency at a set rate)")
+	fs.StringVar(&o.ref, "ref", "", "comma-separated labels this line is compared with (the lowest req/s of them)")
+	fs.StringVar(&o.beyond, "beyond", "", "label of a latency record whose p50/p99 the table subtracts from this line's added first byte (the Begin write)")
+	fs.StringVar(&o.jsonPath, "json", "", "append the run as one JSON record to this file")
+	fs.StringVar(&o.idemKey, "idem-key", "", "the Idempotency-Key of -mode same-key (default: a new one per run)")
+	fs.IntVar(&o.chunks, "chunks", 0, "content chunks every stream must carry (0: not checked)")
+	fs.StringVar(&o.storeURL, "store-url", "", "Postgres URL of -mode begin")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -98,22 +189,53 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, err
 	}
 	o.target = u
+	if o.pprof != "" {
+		if _, err := loopbackURL(o.pprof); err != nil {
+			return nil, fmt.Errorf("-pprof: %w", err)
+		}
+	}
 	switch {
-	case o.mode != "unique" && o.mode != "same-key" && o.mode != "derived":
-		return nil, fmt.Errorf("-mode must be unique, same-key or derived, got %q", o.mode)
+	case !oneOf(o.mode, modeUnique, modeSameKey, modeDerived, modeDup, modeHold, modeBegin):
+		return nil, fmt.Errorf("-mode must be unique, same-key, derived, dup, hold or begin, got %q", o.mode)
 	case o.concurrency < 1 || o.concurrency > maxConcurrency:
 		return nil, fmt.Errorf("-concurrency must be between 1 and %d, got %d", maxConcurrency, o.concurrency)
 	case o.duration <= 0 || o.duration > maxDuration:
 		return nil, fmt.Errorf("-duration must be positive and at most %s, got %s", maxDuration, o.duration)
+	case o.warmup < 0 || o.warmup > time.Minute:
+		return nil, fmt.Errorf("-warmup must be between 0 and 1m, got %s", o.warmup)
 	case o.requests < 0 || o.requests > maxRequests:
 		return nil, fmt.Errorf("-requests must be between 0 and %d, got %d", maxRequests, o.requests)
 	case o.timeout <= 0:
 		return nil, fmt.Errorf("-timeout must be positive, got %s", o.timeout)
+	case o.rate < 0 || o.rate > maxRate:
+		return nil, fmt.Errorf("-rate must be between 0 and %d, got %v", maxRate, o.rate)
+	case o.rateFrac <= 0 || o.rateFrac > 1:
+		return nil, fmt.Errorf("-rate-frac must be in (0, 1], got %v", o.rateFrac)
+	case (o.rateFrom != "" || o.rateLike != "") && o.jsonPath == "":
+		return nil, errors.New("-rate-from and -rate-like need -json (the records they read)")
+	case !oneOf(o.phase, "peak", "latency"):
+		return nil, fmt.Errorf("-phase must be peak or latency, got %q", o.phase)
+	case o.mode == modeBegin && o.storeURL == "":
+		return nil, errors.New("-mode begin needs -store-url")
+	case o.chunks < 0:
+		return nil, fmt.Errorf("-chunks must not be negative, got %d", o.chunks)
 	}
 	if o.requests == 0 {
 		o.requests = maxRequests
 	}
+	if o.label == "" {
+		o.label = o.mode
+	}
 	return o, nil
+}
+
+func oneOf(s string, allowed ...string) bool {
+	for _, a := range allowed {
+		if s == a {
+			return true
+		}
+	}
+	return false
 }
 
 // loopbackURL parses target and accepts it only when its host is a
@@ -137,235 +259,13 @@ func loopbackURL(target string) (*url.URL, error) {
 	return u, nil
 }
 
-// bench is one run.
-type bench struct {
-	o      *options
-	url    string
-	client *http.Client
-	// sent counts requests handed out, to stop at o.requests.
-	sent atomic.Int64
-	// runID keeps unique-mode bodies and keys distinct across runs, so a
-	// second run against the same gateway does not replay the first.
-	runID string
-}
-
-func newBench(o *options) *bench {
-	tr := &http.Transport{
-		Proxy:               nil, // loopback only: never through a proxy
-		MaxIdleConns:        o.concurrency,
-		MaxIdleConnsPerHost: o.concurrency,
-		IdleConnTimeout:     time.Minute,
-		DisableCompression:  true,
+// hostPort is the dial address of a loopback URL.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
 	}
-	return &bench{
-		o:      o,
-		url:    strings.TrimSuffix(o.target.String(), "/") + o.path,
-		client: &http.Client{Transport: tr, Timeout: o.timeout},
-		runID:  strconv.FormatInt(time.Now().UnixNano(), 36),
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
 	}
-}
-
-// sample is the outcome of one request.
-type sample struct {
-	latency  time.Duration
-	ttfb     time.Duration // streams only
-	status   int           // 0: transport error
-	broken   bool          // 2xx stream without [DONE]
-	replayed bool
-}
-
-// workerStats is what one worker collected; merged at the end.
-type workerStats struct {
-	latencies []time.Duration
-	ttfbs     []time.Duration
-	byStatus  map[string]int
-	replayed  int
-	ok        int
-}
-
-func (b *bench) run() *result {
-	ctx, cancel := context.WithTimeout(context.Background(), b.o.duration)
-	defer cancel()
-	stats := make([]*workerStats, b.o.concurrency)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range stats {
-		ws := &workerStats{byStatus: make(map[string]int)}
-		stats[i] = ws
-		wg.Go(func() { b.worker(ctx, ws) })
-	}
-	wg.Wait()
-	return merge(stats, time.Since(start))
-}
-
-func (b *bench) worker(ctx context.Context, ws *workerStats) {
-	for ctx.Err() == nil {
-		n := b.sent.Add(1)
-		if n > b.o.requests {
-			return
-		}
-		s := b.do(ctx, n)
-		if s.status == 0 && ctx.Err() != nil {
-			// Cut by the end of the run, not a failure of the gateway.
-			return
-		}
-		ws.add(s)
-	}
-}
-
-func (ws *workerStats) add(s sample) {
-	ws.latencies = append(ws.latencies, s.latency)
-	switch {
-	case s.status == 0:
-		ws.byStatus["transport"]++
-	case s.broken:
-		ws.byStatus["broken-stream"]++
-	case s.status >= 200 && s.status < 300:
-		ws.ok++
-		if s.ttfb > 0 {
-			ws.ttfbs = append(ws.ttfbs, s.ttfb)
-		}
-	default:
-		ws.byStatus[strconv.Itoa(s.status)]++
-	}
-	if s.replayed {
-		ws.replayed++
-	}
-}
-
-// body returns the request body and Idempotency-Key of request n.
-func (b *bench) body(n int64) ([]byte, string) {
-	content := "benchmark prompt"
-	key := ""
-	switch b.o.mode {
-	case "unique":
-		content = "benchmark prompt " + b.runID + "-" + strconv.FormatInt(n, 10)
-		key = "bench-" + b.runID + "-" + strconv.FormatInt(n, 10)
-	case "same-key":
-		key = "bench-" + b.runID
-		content += " " + b.runID
-	case "derived":
-		content += " " + b.runID
-	}
-	body := fmt.Appendf(nil, `{"model":%q,"messages":[{"role":"user","content":%q}],"stream":%t}`, b.o.model, content, b.o.stream)
-	return body, key
-}
-
-func (b *bench) do(ctx context.Context, n int64) sample {
-	body, key := b.body(n)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url, bytes.NewReader(body))
-	if err != nil {
-		return sample{}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if b.o.key != "" {
-		req.Header.Set("Authorization", "Bearer "+b.o.key)
-	}
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
-	start := time.Now()
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return sample{latency: time.Since(start)}
-	}
-	defer resp.Body.Close()
-	s := sample{status: resp.StatusCode, replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	if b.o.stream && ok {
-		s.ttfb, s.broken, err = readStream(resp.Body, start)
-	} else {
-		_, err = io.Copy(io.Discard, resp.Body)
-	}
-	s.latency = time.Since(start)
-	if err != nil {
-		s.status = 0
-	}
-	return s
-}
-
-// readStream reads an SSE answer to its end and returns the time to its
-// first event and whether it lacked the final "data: [DONE]".
-func readStream(r io.Reader, start time.Time) (ttfb time.Duration, broken bool, err error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	done := false
-	for sc.Scan() {
-		line := sc.Bytes()
-		if !bytes.HasPrefix(line, []byte("data:")) {
-			continue
-		}
-		if ttfb == 0 {
-			ttfb = time.Since(start)
-		}
-		if bytes.Equal(bytes.TrimSpace(line[len("data:"):]), []byte("[DONE]")) {
-			done = true
-		}
-	}
-	return ttfb, !done, sc.Err()
-}
-
-// result is the merged outcome of a run.
-type result struct {
-	elapsed   time.Duration
-	total     int
-	ok        int
-	replayed  int
-	latencies []time.Duration
-	ttfbs     []time.Duration
-	byStatus  map[string]int
-}
-
-func merge(stats []*workerStats, elapsed time.Duration) *result {
-	r := &result{elapsed: elapsed, byStatus: make(map[string]int)}
-	for _, ws := range stats {
-		r.latencies = append(r.latencies, ws.latencies...)
-		r.ttfbs = append(r.ttfbs, ws.ttfbs...)
-		r.ok += ws.ok
-		r.replayed += ws.replayed
-		for k, v := range ws.byStatus {
-			r.byStatus[k] += v
-		}
-	}
-	r.total = len(r.latencies)
-	slices.Sort(r.latencies)
-	slices.Sort(r.ttfbs)
-	return r
-}
-
-// percentile returns the q-th percentile (nearest rank) of sorted samples.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(q/100*float64(len(sorted))+0.5) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-func (r *result) print(w io.Writer, o *options) {
-	fmt.Fprintf(w, "target      %s  mode=%s stream=%t concurrency=%d\n", o.target.Redacted(), o.mode, o.stream, o.concurrency)
-	fmt.Fprintf(w, "requests    %d in %s: %.0f req/s (%d ok)\n", r.total, r.elapsed.Round(time.Millisecond), float64(r.total)/r.elapsed.Seconds(), r.ok)
-	fmt.Fprintf(w, "latency     p50=%s p95=%s p99=%s max=%s\n",
-		ms(percentile(r.latencies, 50)), ms(percentile(r.latencies, 95)), ms(percentile(r.latencies, 99)), ms(percentile(r.latencies, 100)))
-	if o.stream {
-		fmt.Fprintf(w, "ttfb        p50=%s p99=%s\n", ms(percentile(r.ttfbs, 50)), ms(percentile(r.ttfbs, 99)))
-	}
-	fmt.Fprintf(w, "replayed    %d (Idempotent-Replayed: true)\n", r.replayed)
-	keys := make([]string, 0, len(r.byStatus))
-	for k := range r.byStatus {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var errs []string
-	for _, k := range keys {
-		errs = append(errs, fmt.Sprintf("%s=%d", k, r.byStatus[k]))
-	}
-	if len(errs) == 0 {
-		errs = []string{"none"}
-	}
-	fmt.Fprintf(w, "errors      %s\n", strings.Join(errs, " "))
-}
-
-func ms(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms"
+	return net.JoinHostPort(u.Hostname(), "80")
 }

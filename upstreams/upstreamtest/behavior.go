@@ -2,6 +2,7 @@ package upstreamtest
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -72,7 +73,35 @@ func conventionFor(model string) (Behavior, bool) {
 	case "stream-cut":
 		return Behavior{DropAfter: StreamCutAfter, Interval: StreamCutInterval}, true
 	}
-	return Behavior{}, false
+	return longStream(model)
+}
+
+// longStreamPrefix names models that stream slowly, "long-stream-NxD":
+// N chunks, D (a Go duration) apart, e.g. long-stream-20x500ms. The bench
+// holds thousands of such streams open at once through the CLI.
+const longStreamPrefix = "long-stream-"
+
+// maxLongStreamChunks bounds what a model name can ask for.
+const maxLongStreamChunks = 10000
+
+func longStream(model string) (Behavior, bool) {
+	spec, ok := strings.CutPrefix(model, longStreamPrefix)
+	if !ok {
+		return Behavior{}, false
+	}
+	n, d, ok := strings.Cut(spec, "x")
+	if !ok {
+		return Behavior{}, false
+	}
+	chunks, err := strconv.Atoi(n)
+	if err != nil || chunks < 1 || chunks > maxLongStreamChunks {
+		return Behavior{}, false
+	}
+	interval, err := time.ParseDuration(d)
+	if err != nil || interval < 0 || interval > time.Minute {
+		return Behavior{}, false
+	}
+	return Behavior{Chunks: chunks, Interval: interval}, true
 }
 
 func (b Behavior) chunks() int {

@@ -185,12 +185,19 @@ func TestModelConventions(t *testing.T) {
 	f("hang", Behavior{Hang: true})
 	f("slow", Behavior{FirstByteDelay: 2 * time.Second})
 	f("stream-cut", Behavior{DropAfter: 3, Interval: 50 * time.Millisecond})
+	f("long-stream-20x500ms", Behavior{Chunks: 20, Interval: 500 * time.Millisecond})
+	f("long-stream-1x0s", Behavior{Chunks: 1})
 	f("gpt-4o", Behavior{})
 
 	// The default applies to other models, not to conventions; an explicit
 	// behavior beats a convention.
 	s.SetBehavior("", Behavior{Chunks: 2})
 	f("gpt-4o", Behavior{Chunks: 2})
+	// Malformed long-stream names are plain models.
+	f("long-stream-0x1s", Behavior{Chunks: 2})
+	f("long-stream-20x2m", Behavior{Chunks: 2})
+	f("long-stream-20", Behavior{Chunks: 2})
+	f("long-stream-ax1s", Behavior{Chunks: 2})
 	f("fail-429", Behavior{Status: 429})
 	s.SetBehavior("fail-429", Behavior{Chunks: 3})
 	f("fail-429", Behavior{Chunks: 3})
