@@ -251,11 +251,11 @@ else
   gateway hold "store: {kind: embedded, path: $tmp/hold.db}"
   hold_label="$streams open streams, embedded (recorded)"
 fi
-# 20 chunks 500 ms apart: every stream stays open 10 s, all of them at once
-# for several seconds after the ramp.
+# 40 chunks 500 ms apart: every stream stays open 20 s, so all of them are
+# open at once for a while even when a loaded machine slows the ramp.
 echo "  $hold_label"
 load -label "$hold_label" -phase peak -mode hold -stream -concurrency "$streams" -rate 2000 -pid "$gw_pid" \
-  -target "$gw_url" -model long-stream-20x500ms -chunks 20 -duration 2m -timeout 2m
+  -target "$gw_url" -model long-stream-40x500ms -chunks 40 -duration 2m -timeout 2m
 
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 table="$tmp/table.md"
