@@ -1,0 +1,32 @@
+package routes
+
+import (
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// proxyOffAllocBudget is what one non-stream request with dedupe off may
+// allocate in the whole process: the handler, the upstream client and the
+// log line (the canned upstream allocates nothing). The hot path is held to
+// it so that a change that adds allocations to every request fails here
+// first; lower it when an optimisation lands.
+const proxyOffAllocBudget = 80
+
+func TestProxyOffAllocations(t *testing.T) {
+	h := offServer(t)
+	var ctx fasthttp.RequestCtx
+	offRequest(&ctx)
+	for range 100 {
+		serveOff(t, h, &ctx) // warm the connection pool and the metric series
+	}
+	budget := float64(proxyOffAllocBudget)
+	if raceEnabled {
+		budget *= 1.5 // see raceEnabled: pools refill under the race detector
+	}
+	got := testing.AllocsPerRun(500, func() { serveOff(t, h, &ctx) })
+	t.Logf("%.0f allocations per request (budget %.0f)", got, budget)
+	if got > budget {
+		t.Fatalf("a dedupe-off request allocates %.0f times, over the budget of %.0f", got, budget)
+	}
+}
