@@ -25,6 +25,7 @@ func TestRestartOnlyChanges(t *testing.T) {
 	// Keys a reload applies are not reported.
 	f("", "dedupe: {derive: retries, derive_window: 1m, require_key: true, on_store_error: open, detach_on_disconnect: false, derive_fields: [model]}\n")
 	f("", "pricing:\n  m: {prompt_per_1m: 1, completion_per_1m: 2}\n")
+	f("", "debug: {pprof: true}\n")
 	f("", "  - {model: n, fallback_on: [], targets: [{provider: p}]}\n")
 	// A default written out is no change.
 	f("", "listen: 127.0.0.1:8080\ndedupe: {lease: 30s, enabled: true}\nlog: {level: info}\n")
@@ -57,6 +58,7 @@ func TestRestartOnlyCoversEveryKey(t *testing.T) {
 		"auth": true, "providers": true, "routes": true, "pricing": true,
 		"dedupe.derive": true, "dedupe.derive_fields": true, "dedupe.derive_window": true,
 		"dedupe.require_key": true, "dedupe.on_store_error": true, "dedupe.detach_on_disconnect": true,
+		"debug.pprof": true,
 	}
 	cfg, err := Parse("gateway.yaml", []byte(minimal), env())
 	if err != nil {
