@@ -31,6 +31,10 @@ type Config struct {
 	Routes []*Route `yaml:"routes"`
 	// Pricing per upstream model name, for the cost metrics. Optional.
 	Pricing map[string]Price `yaml:"pricing"`
+	// Resilience holds every provider's defaults for breakers, cooldowns,
+	// retries and attempt budgets (DESIGN.md section 7); the defaults are
+	// those of DefaultResilience.
+	Resilience Resilience `yaml:"resilience"`
 
 	// ShutdownDelay is how long after SIGTERM the gateway keeps serving,
 	// with /readyz answering 503, before it stops accepting: a load
@@ -161,6 +165,10 @@ type Provider struct {
 	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
 	// MaxConns caps connections to this provider. Default 512.
 	MaxConns int `yaml:"max_conns"`
+	// Resilience overrides any key of the top-level resilience block for
+	// this provider. After loading it holds the effective values: the
+	// provider's own keys merged over the top-level block.
+	Resilience Resilience `yaml:"resilience"`
 
 	// Name is the map key (not a YAML key).
 	Name string `yaml:"-"`
@@ -185,6 +193,14 @@ type Target struct {
 	Provider string `yaml:"provider"`
 	// Model replaces the request's model; empty passes it through unchanged.
 	Model string `yaml:"model"`
+	// Tier groups consecutive targets with the same tier: one of them is
+	// picked by weight, the rest of the group follows (by weight), then the
+	// next group. 0 (omitted) makes the target a group of its own; when
+	// written it must be at least 1.
+	Tier int `yaml:"tier,omitempty"`
+	// Weight is the target's share of first picks within its tier, from 1
+	// to MaxWeight. Default 1.
+	Weight int `yaml:"weight"`
 }
 
 // Price is USD per one million tokens for one model.

@@ -604,12 +604,14 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	setDefault(&c.Log.Level, DefaultLogLevel, absent("log.level"))
 	setDefault(&c.Log.Format, DefaultLogFormat, absent("log.format"))
 
+	fillResilience(&c.Resilience, "resilience", DefaultResilience(), present)
 	for name, p := range c.Providers {
 		if p == nil {
 			continue // reported by Validate
 		}
 		p.Name = name
 		path := "providers." + name
+		fillResilience(&p.Resilience, path+".resilience", c.Resilience, present)
 		setDefault(&p.Kind, DefaultProviderKind, absent(path+".kind"))
 		setDefault(&p.Timeout, DefaultTimeout, absent(path+".timeout"))
 		// An unset first-byte wait never outlasts the whole attempt. An
@@ -633,6 +635,9 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 			r.FallbackOn = DefaultFallbackOn()
 		}
 		r.Fallback = compileFallback(r.FallbackOn)
+		for j := range r.Targets {
+			setDefault(&r.Targets[j].Weight, DefaultWeight, absent(fmt.Sprintf("routes[%d].targets[%d].weight", i, j)))
+		}
 	}
 }
 

@@ -221,14 +221,16 @@ func TestParseDefaults(t *testing.T) {
 			Timeout:          60 * time.Second,
 			FirstByteTimeout: 30 * time.Second,
 			MaxConns:         512,
+			Resilience:       DefaultResilience(),
 		}},
 		Routes: []*Route{{
 			Model:      "m",
 			FallbackOn: []string{"connect", "timeout", "429", "5xx"},
 			Fallback:   compileFallback(nil),
-			Targets:    []Target{{Provider: "p"}},
+			Targets:    []Target{{Provider: "p", Weight: 1}},
 		}},
-		Path: "min.yaml",
+		Resilience: DefaultResilience(),
+		Path:       "min.yaml",
 	}
 	cfg.lines = nil
 	if !reflect.DeepEqual(cfg, want) {

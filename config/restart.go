@@ -6,8 +6,9 @@ import "reflect"
 // they are read once at start-up (the listener, the fasthttp server's body
 // cap, the logger, the record store, the lock backend and the coordinator's
 // options), so a changed value would silently keep the old one. Every
-// other key (auth, providers, routes, pricing, debug.pprof and the
-// per-request dedupe settings) takes effect on the next request.
+// other key (auth, providers, routes, pricing, resilience, debug.pprof and
+// the per-request dedupe settings) takes effect on the next request;
+// breakers keep their state across a reload (upstreams/breaker's Reload).
 var restartOnly = []struct {
 	key   string
 	value func(c *Config) any

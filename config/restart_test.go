@@ -55,7 +55,7 @@ func TestRestartOnlyCoversEveryKey(t *testing.T) {
 		listed[k.key] = true
 	}
 	reloadable := map[string]bool{
-		"auth": true, "providers": true, "routes": true, "pricing": true,
+		"auth": true, "providers": true, "routes": true, "pricing": true, "resilience": true,
 		"dedupe.derive": true, "dedupe.derive_fields": true, "dedupe.derive_window": true,
 		"dedupe.require_key": true, "dedupe.on_store_error": true, "dedupe.detach_on_disconnect": true,
 		"debug.pprof": true,

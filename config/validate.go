@@ -114,6 +114,7 @@ func (c *Config) validate(v *validator) {
 	c.validateDedupe(v)
 	oneOf(v, "log.level", c.Log.Level, LogDebug, LogInfo, LogWarn, LogError)
 	oneOf(v, "log.format", c.Log.Format, LogJSON, LogText)
+	v.validateResilience("resilience", c.Resilience, nil)
 	c.validateProviders(v)
 	c.validateRoutes(v)
 	for model, p := range c.Pricing {
@@ -243,6 +244,7 @@ func (c *Config) validateProviders(v *validator) {
 		v.positive(path+".timeout", p.Timeout)
 		v.positive(path+".first_byte_timeout", p.FirstByteTimeout)
 		v.positiveInt(path+".max_conns", p.MaxConns)
+		v.validateResilience(path+".resilience", p.Resilience, &c.Resilience)
 	}
 }
 
@@ -298,6 +300,7 @@ func (c *Config) validateRoutes(v *validator) {
 				v.errorf(tp, "unknown provider %q (have: %s)", t.Provider, have)
 			}
 		}
+		v.validateTiers(path, r.Targets)
 	}
 }
 
@@ -336,6 +339,11 @@ func (c *Config) Warnings() []string {
 		}
 		if len(r.Targets) > 1 && r.FallbackOn != nil && len(r.FallbackOn) == 0 {
 			w = append(w, fmt.Sprintf("routes[%d].fallback_on is empty: only the first of %d targets is ever used", i, len(r.Targets)))
+		}
+		for j, t := range r.Targets {
+			if t.Tier == 0 && t.Weight != DefaultWeight {
+				w = append(w, fmt.Sprintf("routes[%d].targets[%d].weight has no effect without a tier: the target is a group of its own", i, j))
+			}
 		}
 	}
 	for _, name := range c.providerNames() {
