@@ -466,8 +466,8 @@ func (b *Breaker) probe(ctx context.Context, e *entry, d Decision, now time.Time
 		e.mu.Unlock()
 		return d
 	case e.probeToken != "" && now.Before(e.probeUntil):
-		e.mu.Unlock()
 		d.Reason, d.Until = ReasonProbing, e.st.until
+		e.mu.Unlock()
 		return d
 	}
 	e.probeToken, e.probeUntil = token, now.Add(s.probeTTL)

@@ -85,7 +85,10 @@ type mode struct {
 
 func (m mode) new(t testing.TB, clk *clock, yaml string) *Breaker {
 	t.Helper()
-	b := New(testConfig(t, yaml), Options{Redis: m.redis, Prefix: m.prefix, Now: clk.Now, RefreshInterval: -1})
+	// These tests are about decisions: a Redis call slowed past the 250ms
+	// default by a loaded machine would make a node decide on its own
+	// (tested on purpose in TestRedisHanging and TestRedisUnreachable).
+	b := New(testConfig(t, yaml), Options{Redis: m.redis, Prefix: m.prefix, Now: clk.Now, RefreshInterval: -1, OpTimeout: 10 * time.Second})
 	t.Cleanup(b.Close)
 	return b
 }
