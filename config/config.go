@@ -42,6 +42,9 @@ type Config struct {
 	// meets a closed port. Default 0 (stop accepting at once).
 	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
 
+	// ListenTLS serves HTTPS on Listen when set (see listen_tls.go). Optional.
+	ListenTLS ListenTLS `yaml:"listen_tls"`
+
 	// Path is the file the config was loaded from (not a YAML key).
 	Path string `yaml:"-"`
 
@@ -66,6 +69,13 @@ type ClientKey struct {
 	Tenant string `yaml:"tenant"`
 	Key    string `yaml:"key"`
 	SHA256 string `yaml:"sha256"`
+	// MaxInflight caps the concurrent requests made with this key on one
+	// node; past it the answer is 429 tenant_concurrency_limit. Default 0 = unlimited.
+	MaxInflight int `yaml:"max_inflight"`
+	// RequestsPerMinute is the refill rate and size of this key's token
+	// bucket, shared by the cluster through Redis when lock.kind is redis;
+	// past it the answer is 429 rate_limit_exceeded. Default 0 = unlimited.
+	RequestsPerMinute int `yaml:"requests_per_minute"`
 }
 
 // Store selects the durable record store.

@@ -25,7 +25,8 @@ func (c *Config) Redacted() ([]byte, error) {
 	out.Auth.AdminKey = redact(c.Auth.AdminKey)
 	out.Auth.Keys = make([]ClientKey, len(c.Auth.Keys))
 	for i, k := range c.Auth.Keys {
-		out.Auth.Keys[i] = ClientKey{Tenant: k.Tenant, Key: redact(k.Key), SHA256: redact(k.SHA256)}
+		k.Key, k.SHA256 = redact(k.Key), redact(k.SHA256)
+		out.Auth.Keys[i] = k
 	}
 
 	out.Store.URL = redactDSN(c.Store.URL)

@@ -109,6 +109,7 @@ func (c *Config) validate(v *validator) {
 	if c.ShutdownDelay < 0 {
 		v.errorf("shutdown_delay", "must not be negative, got %v", c.ShutdownDelay)
 	}
+	c.validateTLS(v)
 	c.validateAuth(v)
 	c.validateStore(v)
 	c.validateDedupe(v)
@@ -147,6 +148,7 @@ func (c *Config) validateAuth(v *validator) {
 		if k.Tenant == "" {
 			v.errorf(path+".tenant", "must not be empty")
 		}
+		validateClientKeyLimits(v, path, k)
 		switch {
 		case k.Key == "" && k.SHA256 == "":
 			v.errorf(path, "needs key or sha256 (is the environment variable set?)")

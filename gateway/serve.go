@@ -41,6 +41,9 @@ type app struct {
 	http     *fasthttp.Server
 	set      *metrics.Set // the app's own series (reloads)
 
+	// certs is the listen_tls pair; nil serves plain HTTP.
+	certs *certificates
+
 	reloadMu   sync.Mutex
 	stopReaper context.CancelFunc
 	reaperDone chan struct{}
@@ -60,13 +63,19 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a.certs, err = newCertificates(cfg.ListenTLS); err != nil {
+		return nil, err
+	}
+	if cfg.Lock.Kind == config.LockRedis {
+		// Locks, live streams and the rate limits' shared buckets.
+		a.redis = newRedis(cfg.Lock.Redis)
+	}
 	if cfg.Dedupe.IsEnabled() {
 		if a.store, err = openStore(ctx, cfg); err != nil {
 			return nil, err
 		}
 		var backend dedupe.Backend
-		if cfg.Lock.Kind == config.LockRedis {
-			a.redis = newRedis(cfg.Lock.Redis)
+		if a.redis != nil {
 			a.rbackend = dedupe.NewRedis(a.redis, cfg.Lock.Redis.KeyPrefix)
 			backend = a.rbackend
 		}
@@ -80,6 +89,9 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		rcancel()
 	}
 	a.server = routes.NewServer(st, a.coord, a.log, a.ready)
+	if a.redis != nil {
+		a.server.ShareLimits(a.redis, cfg.Lock.Redis.KeyPrefix)
+	}
 	a.http = &fasthttp.Server{
 		Handler:            a.handler(),
 		Name:               "idempotent-llm-gateway",
@@ -177,6 +189,9 @@ func (a *app) serve(ln net.Listener) error {
 			close(a.reaperDone)
 		}()
 	}
+	if a.certs != nil {
+		ln = a.certs.listener(ln)
+	}
 	return a.http.Serve(ln)
 }
 
@@ -252,6 +267,13 @@ func (a *app) reload() error {
 		var st *routes.State
 		if st, err = routes.NewState(cfg, a.umet); err == nil {
 			a.server.Swap(st)
+			if a.certs != nil && cfg.ListenTLS.Enabled() {
+				// Validation read the pair already; this load can only
+				// fail when the files changed again since.
+				if terr := a.certs.reload(cfg.ListenTLS); terr != nil {
+					a.log.Error("listen_tls not reloaded; keeping the running certificate", "error", terr.Error())
+				}
+			}
 			a.set.GetOrCreateCounter(`gateway_config_reloads_total{result="success"}`).Inc()
 			a.log.Info("config reloaded", "path", a.cfg.Path, "routes", len(cfg.Routes), "providers", len(cfg.Providers))
 			for _, w := range cfg.Warnings() {
@@ -293,7 +315,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cannot listen on %q: %v\n", cfg.Listen, err)
 		return 1
 	}
-	a.log.Info("gateway listening", "addr", ln.Addr().String(), "pid", os.Getpid(), "version", version, "store", cfg.Store.Kind, "lock", cfg.Lock.Kind)
+	a.log.Info("gateway listening", "addr", ln.Addr().String(), "pid", os.Getpid(), "version", version, "store", cfg.Store.Kind, "lock", cfg.Lock.Kind, "tls", cfg.ListenTLS.Enabled())
 	errc := make(chan error, 1)
 	go func() { errc <- a.serve(ln) }()
 	sig := make(chan os.Signal, 4)

@@ -11,17 +11,21 @@ import (
 	"github.com/idemgw/gateway/config"
 )
 
-// clientKey is a configured bearer key, kept only as its sha256.
+// clientKey is a configured bearer key, kept only as its sha256, with
+// its limits (limits.go).
 type clientKey struct {
-	tenant string
-	sum    [sha256.Size]byte
+	tenant      string
+	sum         [sha256.Size]byte
+	limitID     string
+	maxInflight int
+	perMinute   int
 }
 
 // authKeys builds the key table; config validation guarantees the hex.
 func authKeys(a config.Auth) []clientKey {
 	var keys []clientKey
 	for _, k := range a.Keys {
-		ck := clientKey{tenant: k.Tenant}
+		ck := clientKey{tenant: k.Tenant, maxInflight: k.MaxInflight, perMinute: k.RequestsPerMinute}
 		if k.Key != "" {
 			ck.sum = sha256.Sum256([]byte(k.Key))
 		} else if b, err := hex.DecodeString(k.SHA256); err == nil && len(b) == sha256.Size {
@@ -29,6 +33,7 @@ func authKeys(a config.Auth) []clientKey {
 		} else {
 			continue
 		}
+		ck.limitID = limitID(ck.sum)
 		keys = append(keys, ck)
 	}
 	return keys
@@ -43,22 +48,22 @@ func bearer(ctx *fasthttp.RequestCtx) []byte {
 	return bytes.TrimSpace(h[7:])
 }
 
-// tenantFor maps the request's bearer key to its tenant. Every configured
-// key is compared, in constant time, so timing tells nothing about which
-// prefix matched.
-func tenantFor(ctx *fasthttp.RequestCtx, keys []clientKey) (string, bool) {
+// keyFor finds the configured key of the request's bearer key. Every
+// configured key is compared, in constant time, so timing tells nothing
+// about which prefix matched.
+func keyFor(ctx *fasthttp.RequestCtx, keys []clientKey) *clientKey {
 	tok := bearer(ctx)
 	if tok == nil {
-		return "", false
+		return nil
 	}
 	sum := sha256.Sum256(tok)
-	tenant, found := "", 0
+	var found *clientKey
 	for i := range keys {
 		if subtle.ConstantTimeCompare(sum[:], keys[i].sum[:]) == 1 {
-			tenant, found = keys[i].tenant, 1
+			found = &keys[i]
 		}
 	}
-	return tenant, found == 1
+	return found
 }
 
 // isAdmin checks the admin bearer key in constant time.

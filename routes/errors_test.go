@@ -44,9 +44,12 @@ func TestTenantFor(t *testing.T) {
 		if header != "" {
 			ctx.Request.Header.Set("Authorization", header)
 		}
-		tenant, ok := tenantFor(&ctx, keys)
+		tenant, ok := "", false
+		if k := keyFor(&ctx, keys); k != nil {
+			tenant, ok = k.tenant, true
+		}
 		if tenant != wantTenant || ok != wantOK {
-			t.Fatalf("tenantFor(%q) = %q, %v; want %q, %v", header, tenant, ok, wantTenant, wantOK)
+			t.Fatalf("keyFor(%q) = %q, %v; want %q, %v", header, tenant, ok, wantTenant, wantOK)
 		}
 	}
 	f("Bearer sk-a", "a", true)

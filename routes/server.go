@@ -17,6 +17,7 @@ import (
 
 	"github.com/idemgw/gateway/config"
 	"github.com/idemgw/gateway/dedupe"
+	"github.com/idemgw/gateway/routes/limit"
 	"github.com/idemgw/gateway/upstreams"
 )
 
@@ -46,6 +47,7 @@ type Server struct {
 	ready  func(ctx context.Context) Readiness
 	now    func() time.Time
 	active atomic.Int64
+	limits *limit.Limiter
 }
 
 // Readiness is what /readyz reports (DESIGN.md section 5).
@@ -64,14 +66,19 @@ type Readiness struct {
 // dedupe is disabled; ready checks the stores for /readyz.
 func NewServer(st *State, coord *dedupe.Coordinator, log *slog.Logger, ready func(ctx context.Context) Readiness) *Server {
 	s := &Server{coord: coord, log: log, set: metrics.NewSet(), ready: ready, now: time.Now}
-	s.state.Store(st)
+	s.limits = limit.New(s.set)
+	s.Swap(st)
 	s.set.NewGauge(`gateway_inflight_requests`, func() float64 { return float64(s.active.Load()) })
 	return s
 }
 
 // Swap installs a new state (config reload); requests already running
-// keep the state they started with.
-func (s *Server) Swap(st *State) { s.state.Store(st) }
+// keep the state they started with. Limits keep the buckets of the keys
+// that are still configured.
+func (s *Server) Swap(st *State) {
+	s.limits.Update(limitRules(st.keys))
+	s.state.Store(st)
+}
 
 // Metrics returns the request-level metric set.
 func (s *Server) Metrics() *metrics.Set { return s.set }
@@ -93,7 +100,8 @@ type call struct {
 	status    int
 	usage     dedupe.Usage
 	err       error
-	streaming bool // the response is written later by a body stream writer
+	streaming bool       // the response is written later by a body stream writer
+	slot      limit.Slot // the client key's in-flight place, released by finish
 }
 
 type handlerFunc func(ctx *fasthttp.RequestCtx, c *call) error
@@ -180,11 +188,14 @@ func (s *Server) authed(h handlerFunc) handlerFunc {
 			c.tenant = "default"
 			return h(ctx, c)
 		}
-		tenant, ok := tenantFor(ctx, c.st.keys)
-		if !ok {
+		k := keyFor(ctx, c.st.keys)
+		if k == nil {
 			return errorf(401, "invalid_api_key", "missing or invalid API key: send Authorization: Bearer <key>")
 		}
-		c.tenant = tenant
+		c.tenant = k.tenant
+		if err := s.admit(ctx, c, k); err != nil {
+			return err
+		}
 		return h(ctx, c)
 	}
 }
@@ -216,6 +227,7 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 func (c *call) finish() {
 	s := c.s
 	s.active.Add(-1)
+	c.slot.Release()
 	d := time.Since(c.start)
 	s.set.GetOrCreateCounter(`gateway_requests_total{route=` + strconv.Quote(c.route) + `,code="` + strconv.Itoa(c.status) + `"}`).Inc()
 	s.set.GetOrCreatePrometheusHistogram(`gateway_request_duration_seconds{route=` + strconv.Quote(c.route) + `}`).Update(d.Seconds())
