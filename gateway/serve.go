@@ -43,6 +43,8 @@ type app struct {
 
 	// certs is the listen_tls pair; nil serves plain HTTP.
 	certs *certificates
+	// secrets are removed from every log line (scrublog.go).
+	secrets atomic.Pointer[config.Scrubber]
 
 	reloadMu   sync.Mutex
 	stopReaper context.CancelFunc
@@ -53,7 +55,9 @@ type app struct {
 
 // newApp opens the stores and builds the server of cfg.
 func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
-	a := &app{cfg: cfg, log: newLogger(cfg.Log, logOut), umet: upstreams.NewMetrics(), set: metrics.NewSet()}
+	a := &app{cfg: cfg, umet: upstreams.NewMetrics(), set: metrics.NewSet()}
+	a.secrets.Store(config.NewScrubber(cfg.Secrets()))
+	a.log = slog.New(scrubHandler{inner: newLogger(cfg.Log, logOut).Handler(), scrub: &a.secrets})
 	// Both series exist from the start, so increase() sees the first reload.
 	a.set.GetOrCreateCounter(`gateway_config_reloads_total{result="success"}`)
 	a.set.GetOrCreateCounter(`gateway_config_reloads_total{result="failure"}`)
@@ -267,6 +271,7 @@ func (a *app) reload() error {
 		var st *routes.State
 		if st, err = routes.NewState(cfg, a.umet); err == nil {
 			a.server.Swap(st)
+			a.secrets.Store(config.NewScrubber(cfg.Secrets()))
 			if a.certs != nil && cfg.ListenTLS.Enabled() {
 				// Validation read the pair already; this load can only
 				// fail when the files changed again since.
@@ -300,7 +305,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	}
 	a, err := newApp(cfg, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "cannot start:", err)
+		fmt.Fprintln(stderr, "cannot start:", config.NewScrubber(cfg.Secrets()).String(err.Error()))
 		return 1
 	}
 	// go-redis logs through a package-level logger; in this process it

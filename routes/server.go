@@ -27,6 +27,7 @@ type State struct {
 	Config   *config.Config
 	Registry *upstreams.Registry
 	keys     []clientKey
+	scrub    *config.Scrubber // the config's secrets, removed from error answers and logged errors
 }
 
 // NewState builds the request-path state of a validated config.
@@ -35,7 +36,7 @@ func NewState(cfg *config.Config, m *upstreams.Metrics) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &State{Config: cfg, Registry: reg, keys: authKeys(cfg.Auth)}, nil
+	return &State{Config: cfg, Registry: reg, keys: authKeys(cfg.Auth), scrub: config.NewScrubber(cfg.Secrets())}, nil
 }
 
 // Server serves the gateway's HTTP surface (DESIGN.md section 5).
@@ -131,6 +132,9 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 		}
 		if !c.streaming {
 			c.status = ctx.Response.StatusCode()
+			if c.status >= 400 {
+				scrubBody(ctx, c.st.scrub)
+			}
 			c.finish()
 		}
 	}
@@ -250,7 +254,7 @@ func (c *call) finish() {
 		slog.Int64("completion_tokens", c.usage.CompletionTokens),
 	}
 	if c.err != nil {
-		attrs = append(attrs, slog.String("error", c.err.Error()))
+		attrs = append(attrs, slog.String("error", c.st.scrub.String(c.err.Error())))
 	}
 	s.log.LogAttrs(context.Background(), level, "request", attrs...)
 }

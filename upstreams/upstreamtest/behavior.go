@@ -28,6 +28,10 @@ type Behavior struct {
 	// Status, when set and not 2xx, is answered with an OpenAI error JSON
 	// {"error":{"message","type","param","code"}}. 0 means 200.
 	Status int
+	// EchoAuthorization makes the error message of a scripted Status quote
+	// the Authorization header the call carried, as careless upstreams do,
+	// so that tests can check the gateway scrubs it.
+	EchoAuthorization bool
 	// FirstByteDelay is how long to wait before sending the response headers.
 	FirstByteDelay time.Duration
 	// Hang makes the server never answer: the handler blocks until the

@@ -101,7 +101,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	if st := c.b.status(); st < 200 || st > 299 {
-		writeError(w, st, fmt.Sprintf("fake upstream scripted status %d for model %q (call %d)", st, c.model, c.n))
+		msg := fmt.Sprintf("fake upstream scripted status %d for model %q (call %d)", st, c.model, c.n)
+		if c.b.EchoAuthorization {
+			msg += fmt.Sprintf(" with Authorization %q", r.Header.Get("Authorization"))
+		}
+		writeError(w, st, msg)
 		return
 	}
 	answer(f.Stream)
