@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -246,5 +247,26 @@ func TestSharedLimitsAcrossNodes(t *testing.T) {
 	}
 	if !strings.Contains(nodeA.logs.String(), "rate limits are per node until Redis answers again") {
 		t.Fatalf("the fallback was not logged")
+	}
+}
+
+// `gateway check` shows each key's limits (the key redacted) and reports a
+// bad one with its line.
+func TestCheckShowsLimits(t *testing.T) {
+	fake := startFake(t)
+	good := withKeyLimits(t, testConfig(t, fake.URL, ""), "max_inflight: 8, requests_per_minute: 120")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "-config", writeConfigFile(t, good)}, &out, &errOut); code != 0 {
+		t.Fatalf("check: %d %s", code, errOut.String())
+	}
+	if s := out.String(); !strings.Contains(s, "max_inflight: 8") || !strings.Contains(s, "requests_per_minute: 120") || strings.Contains(s, testClientKey) {
+		t.Fatalf("check output:\n%s", s)
+	}
+	bad := withKeyLimits(t, testConfig(t, fake.URL, ""), "max_inflight: -2")
+	path := writeConfigFile(t, bad)
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"check", "-config", path}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), path+":5: auth.keys[0].max_inflight: must not be negative (0 = unlimited), got -2") {
+		t.Fatalf("check of a negative limit: %d\n%s", code, errOut.String())
 	}
 }
