@@ -8,13 +8,16 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,5 +134,63 @@ func TestListenTLSRotates(t *testing.T) {
 	}
 	if got := served(); got != 1002 {
 		t.Fatalf("after a bad renewal: served certificate %d, want 1002 (the running one)", got)
+	}
+}
+
+// The real binary: `gateway serve` with listen_tls, files rotated, SIGHUP.
+func TestListenTLSSighup(t *testing.T) {
+	fake := startFake(t)
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	install := func(certPEM, keyPEM []byte) {
+		t.Helper()
+		for path, b := range map[string][]byte{certPath: certPEM, keyPath: keyPEM} {
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c1, cert1, key1 := selfSigned(t, 2001)
+	c2, cert2, key2 := selfSigned(t, 2002)
+	install(cert1, key1)
+	port := freePort(t)
+	path := filepath.Join(dir, "gateway.yaml")
+	yamlText := fmt.Sprintf("listen: 127.0.0.1:%d\n", port) + removeListen(testConfig(t, fake.URL, "listen_tls: {cert: "+certPath+", key: "+keyPath+"}\n"))
+	if err := os.WriteFile(path, []byte(yamlText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	cmd := exec.Command(gatewayBinary(t), "serve", "-config", path)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	roots := x509.NewCertPool()
+	roots.AddCert(c1)
+	roots.AddCert(c2)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}}
+	serial := func() int64 {
+		resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/healthz", port))
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.TLS.PeerCertificates[0].SerialNumber.Int64()
+	}
+	waitFor(t, 20*time.Second, "the gateway over TLS", func() bool { return serial() != 0 })
+	if got := serial(); got != 2001 || !strings.Contains(logs.String(), `"tls":true`) {
+		t.Fatalf("served %d, want 2001; log:\n%s", got, logs.String())
+	}
+	install(cert2, key2)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the reload log line", func() bool { return strings.Contains(logs.String(), "config reloaded") })
+	if got := serial(); got != 2002 {
+		t.Fatalf("after SIGHUP: served %d, want 2002", got)
 	}
 }

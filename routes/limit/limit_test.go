@@ -148,7 +148,7 @@ func TestUpdateKeepsState(t *testing.T) {
 	}
 }
 
-func testRedis(t *testing.T) redis.UniversalClient {
+func testRedis(t testing.TB) redis.UniversalClient {
 	t.Helper()
 	opt, err := redis.ParseURL(dedupetest.RedisURL(t))
 	if err != nil {
