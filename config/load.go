@@ -281,7 +281,14 @@ func (d *decoder) decode(data []byte) (*Config, error) {
 			n, _ := strconv.Atoi(m[1])
 			return nil, fmt.Errorf("%s:%d: %s", d.file, d.srcLine(n), m[2])
 		}
-		return nil, fmt.Errorf("cannot parse %q: %w", d.file, err)
+		// yaml.v3 names no line for its reader's errors (control
+		// characters, invalid UTF-8), where the offending character does,
+		// nor for errors on the first line, whose 0-based mark is 0.
+		n := 1
+		if isReaderError(err) {
+			n = max(badCharLine(data), 1)
+		}
+		return nil, fmt.Errorf("%s:%d: %s", d.file, d.srcLine(n), strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	cfg := &Config{}
 	if len(root.Content) == 0 {
@@ -294,8 +301,8 @@ func (d *decoder) decode(data []byte) (*Config, error) {
 	// Decode skips unknown keys and leaves mistyped fields zero; both were
 	// reported by the walk. Without such problems, an error here is one the
 	// walk does not know about and must not be ignored.
-	if err := doc.Decode(cfg); err != nil && len(d.problems) == 0 {
-		return nil, fmt.Errorf("cannot decode %q: %w", d.file, err)
+	if err := decodeNode(doc, cfg); err != nil && len(d.problems) == 0 {
+		return nil, fmt.Errorf("%s:%d: %s", d.file, d.srcLine(decodeErrorLine(doc, err)), strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	return cfg, nil
 }
@@ -441,8 +448,16 @@ func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string, line int
 // non-scalar and duplicate keys and following YAML merge keys (<<: *anchor).
 func (d *decoder) eachPair(n *yaml.Node, path string, fn func(key string, k, v *yaml.Node)) {
 	seen := map[string]int{}
+	// Each mapping is visited once: merges of merges (<<: [*a, *a] in
+	// every level) would otherwise take exponential time, and a mapping
+	// that merges itself would recurse without end.
+	visited := map[*yaml.Node]bool{}
 	var visit func(n *yaml.Node)
 	visit = func(n *yaml.Node) {
+		if visited[n] {
+			return
+		}
+		visited[n] = true
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
