@@ -2,6 +2,7 @@ package upstreams
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -11,31 +12,78 @@ import (
 // Metrics are the upstream-side series of DESIGN.md section 6. Label
 // values come from configuration (provider, route and target model names)
 // and fixed outcome words only.
+//
+// Every request updates a few of them, so each series is looked up once by
+// its labels and kept: formatting its name per request cost a dozen
+// allocations. The maps stay as small as the configuration's label space.
 type Metrics struct {
 	set *metrics.Set
+
+	mu        sync.RWMutex
+	attempts  map[[2]string]*metrics.Counter // provider, outcome
+	durations map[string]*metrics.PrometheusHistogram
+	ttfbs     map[string]*metrics.PrometheusHistogram
+	tokenC    map[[3]string]*metrics.Counter // provider, model, kind
+	costs     map[string]*metrics.FloatCounter
 }
 
 // NewMetrics registers nothing globally; the caller exposes Set().
-func NewMetrics() *Metrics { return &Metrics{set: metrics.NewSet()} }
+func NewMetrics() *Metrics {
+	return &Metrics{
+		set:       metrics.NewSet(),
+		attempts:  map[[2]string]*metrics.Counter{},
+		durations: map[string]*metrics.PrometheusHistogram{},
+		ttfbs:     map[string]*metrics.PrometheusHistogram{},
+		tokenC:    map[[3]string]*metrics.Counter{},
+		costs:     map[string]*metrics.FloatCounter{},
+	}
+}
 
 // Set returns the metric set to register or scrape.
 func (m *Metrics) Set() *metrics.Set { return m.set }
+
+// series returns the value of k in cache, creating it with create (under
+// the write lock) the first time.
+func series[K comparable, V any](m *Metrics, cache map[K]V, k K, create func() V) V {
+	m.mu.RLock()
+	v, ok := cache[k]
+	m.mu.RUnlock()
+	if ok {
+		return v
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v, ok = cache[k]; !ok {
+		v = create()
+		cache[k] = v
+	}
+	return v
+}
 
 // attempt counts a finished attempt; modelLabel is the configured target
 // model (or the route's model name), never the client's free text. price
 // is nil when the model has no pricing.
 func (m *Metrics) attempt(a *Attempt, modelLabel string, price *config.Price) {
-	m.set.GetOrCreateCounter(fmt.Sprintf(`gateway_upstream_attempts_total{provider=%q,outcome=%q}`, a.Provider, a.Outcome)).Inc()
+	provider, outcome := a.Provider, string(a.Outcome)
+	series(m, m.attempts, [2]string{provider, outcome}, func() *metrics.Counter {
+		return m.set.GetOrCreateCounter(fmt.Sprintf(`gateway_upstream_attempts_total{provider=%q,outcome=%q}`, provider, outcome))
+	}).Inc()
 	if a.Outcome == OutcomeSkipped {
 		return
 	}
-	m.set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`gateway_upstream_duration_seconds{provider=%q}`, a.Provider)).Update(a.Duration.Seconds())
+	series(m, m.durations, provider, func() *metrics.PrometheusHistogram {
+		return m.set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`gateway_upstream_duration_seconds{provider=%q}`, provider))
+	}).Update(a.Duration.Seconds())
 	if a.TTFB > 0 {
-		m.set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`gateway_upstream_ttfb_seconds{provider=%q}`, a.Provider)).Update(a.TTFB.Seconds())
+		series(m, m.ttfbs, provider, func() *metrics.PrometheusHistogram {
+			return m.set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`gateway_upstream_ttfb_seconds{provider=%q}`, provider))
+		}).Update(a.TTFB.Seconds())
 	}
-	m.tokens(a.Provider, modelLabel, a.Usage)
+	m.tokens(provider, modelLabel, a.Usage)
 	if cost := Cost(price, a.Usage); cost > 0 {
-		m.set.GetOrCreateFloatCounter(fmt.Sprintf(`gateway_cost_usd_total{model=%q}`, modelLabel)).Add(cost)
+		series(m, m.costs, modelLabel, func() *metrics.FloatCounter {
+			return m.set.GetOrCreateFloatCounter(fmt.Sprintf(`gateway_cost_usd_total{model=%q}`, modelLabel))
+		}).Add(cost)
 	}
 }
 
@@ -49,13 +97,20 @@ func Cost(price *config.Price, u Usage) float64 {
 
 func (m *Metrics) tokens(provider, model string, u Usage) {
 	if u.PromptTokens > 0 {
-		m.set.GetOrCreateCounter(fmt.Sprintf(`gateway_tokens_total{provider=%q,model=%q,kind="prompt"}`, provider, model)).Add(int(u.PromptTokens))
+		m.tokenCounter(provider, model, "prompt").Add(int(u.PromptTokens))
 	}
 	if u.CompletionTokens > 0 {
-		m.set.GetOrCreateCounter(fmt.Sprintf(`gateway_tokens_total{provider=%q,model=%q,kind="completion"}`, provider, model)).Add(int(u.CompletionTokens))
+		m.tokenCounter(provider, model, "completion").Add(int(u.CompletionTokens))
 	}
 }
 
+func (m *Metrics) tokenCounter(provider, model, kind string) *metrics.Counter {
+	return series(m, m.tokenC, [3]string{provider, model, kind}, func() *metrics.Counter {
+		return m.set.GetOrCreateCounter(fmt.Sprintf(`gateway_tokens_total{provider=%q,model=%q,kind=%q}`, provider, model, kind))
+	})
+}
+
+// fallback counts a move to the next target; rare, so not cached.
 func (m *Metrics) fallback(route, from, to string) {
 	m.set.GetOrCreateCounter(fmt.Sprintf(`gateway_fallbacks_total{route=%q,from=%q,to=%q}`, route, from, to)).Inc()
 }

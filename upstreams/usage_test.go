@@ -22,6 +22,12 @@ func TestParseUsage(t *testing.T) {
 		{"malformed", `{"usage":{"prompt_tokens":1`, Usage{}, false},
 		{"wrong type", `{"usage":"lots"}`, Usage{}, false},
 		{"empty", ``, Usage{}, false},
+		{"fraction", `{"usage":{"prompt_tokens":1.5}}`, Usage{}, false},
+		{"negative", `{"usage":{"prompt_tokens":-1}}`, Usage{}, false},
+		{"string count", `{"usage":{"prompt_tokens":"3"}}`, Usage{}, false},
+		{"usage after a long content", `{"choices":[{"message":{"content":"a \"usage\": {} b"}}],"usage":{"prompt_tokens":7,"completion_tokens":1}}`, Usage{7, 1}, true},
+		{"nested details", `{"usage":{"prompt_tokens":7,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":3}}}`, Usage{7, 2}, true},
+		{"spaces", `{ "usage" : { "prompt_tokens" : 4 , "completion_tokens" : 6 } }`, Usage{4, 6}, true},
 	}
 	for _, tt := range tests {
 		got, ok := ParseUsage([]byte(tt.data))
