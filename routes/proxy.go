@@ -3,7 +3,6 @@ package routes
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -42,21 +41,22 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 		return errorf(413, "request_too_large", "request body is %d bytes, over the limit of %d", len(body), cfg.MaxBodyBytes)
 	}
 	p := &proxied{path: c.path, body: bytes.Clone(body)}
-	model, present, isString, err := upstreams.StringField(p.body, "model")
+	// One pass validates the body and reads model and stream.
+	in, err := upstreams.Inspect(p.body)
+	model := in.Model
 	switch {
-	case errors.Is(err, upstreams.ErrDuplicateField):
+	case errors.Is(err, upstreams.ErrDuplicateField) && in.Duplicate == "model":
 		return &APIError{Status: 400, Type: "invalid_request_error", Code: "duplicate_model", Param: "model", Message: "model appears more than once in the request body"}
-	case err != nil:
+	case errors.Is(err, upstreams.ErrNotObject):
 		return errorf(400, "invalid_json", "request body is not a JSON object: %v", err)
-	case !present:
+	case err != nil:
+		return errorf(400, "invalid_json", "request body is not valid JSON: %v", err)
+	case !in.ModelPresent:
 		return &APIError{Status: 400, Type: "invalid_request_error", Code: "missing_model", Param: "model", Message: "you must provide a model parameter"}
-	case !isString || model == "":
+	case !in.ModelIsString || model == "":
 		return &APIError{Status: 400, Type: "invalid_request_error", Code: "invalid_model", Param: "model", Message: "model must be a non-empty string"}
 	}
-	p.model = model
-	if p.stream, err = upstreams.BoolField(p.body, "stream"); err != nil {
-		return errorf(400, "invalid_json", "request body is not valid JSON: %v", err)
-	}
+	p.model, p.stream = model, in.Stream
 	p.chain = c.st.Registry.ChainFor(model)
 	if p.chain == nil {
 		return &APIError{Status: 404, Type: "invalid_request_error", Code: "model_not_found", Param: "model",
@@ -98,10 +98,7 @@ func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error 
 	}
 	dedupeOn := d.IsEnabled() && s.coord != nil && (key != "" || d.DerivesKeys())
 	if !dedupeOn {
-		if !json.Valid(p.body) {
-			return errorf(400, "invalid_json", "request body is not valid JSON")
-		}
-		return nil
+		return nil // Inspect has validated the body
 	}
 	canon, err := dedupe.Canonical(nil, p.body, nil)
 	if err != nil {

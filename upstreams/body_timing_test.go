@@ -16,9 +16,26 @@ func benchBody(n int) []byte {
 		content + `"}],"model":"content-writer","temperature":0.2,"max_tokens":256,"stream":false}`)
 }
 
-// BenchmarkInspect is what the hot path reads of every body: model and
-// stream, each a pass over the top-level members.
+// BenchmarkInspect is what the hot path reads of every body: one pass
+// that validates it and finds model and stream.
 func BenchmarkInspect(b *testing.B) {
+	for _, size := range []int{1 << 10, 16 << 10} {
+		body := benchBody(size)
+		b.Run(byteSize(len(body)), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if in, err := Inspect(body); err != nil || in.Model != "content-writer" || in.Stream {
+					b.Fatalf("inspection %+v, %v", in, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFields is the member walk of Field, once for model and once
+// for stream, without validation.
+func BenchmarkFields(b *testing.B) {
 	for _, size := range []int{1 << 10, 16 << 10} {
 		body := benchBody(size)
 		b.Run(byteSize(len(body)), func(b *testing.B) {
