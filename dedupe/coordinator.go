@@ -152,6 +152,14 @@ func (c *Coordinator) storeError(op string, err error) error {
 	return fmt.Errorf("%w: cannot %s: %w", ErrStore, op, err)
 }
 
+// countAbandoned adds n to gateway_attempts_abandoned_total{provider}: calls
+// whose leader died mid-call, which may have been paid and whose answer
+// is lost. The provider was written from the config, so the label is
+// bounded.
+func (c *Coordinator) countAbandoned(provider string, n int) {
+	c.set.GetOrCreateCounter(`gateway_attempts_abandoned_total{provider=` + strconv.Quote(provider) + `}`).Add(n)
+}
+
 func (c *Coordinator) degraded() {
 	c.set.GetOrCreateCounter(`gateway_lock_degraded_total`).Inc()
 }
@@ -171,6 +179,10 @@ type Request struct {
 	// that its SDK retries find it, but it never replays or waits for an
 	// earlier request (an identical "regenerate" is a new generation).
 	Fresh bool
+	// First is the attempt the request makes first if it leads (provider
+	// and model of the route's first target): Begin writes it as started,
+	// and the ticket then keeps the attempt ledger (StartAttempt).
+	First Attempt
 }
 
 // Kind says what a ticket's holder must do.
@@ -326,6 +338,7 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 	res, err := c.store.Begin(sctx, BeginRequest{
 		Tenant: r.Tenant, KeyHash: r.KeyHash, Fingerprint: r.Fingerprint, Stream: r.Stream, Model: r.Model,
 		Owner: c.opts.Owner, Lease: c.opts.Lease, MaxProcessing: c.opts.MaxProcessing, Fresh: r.Fresh, MaxAge: r.MaxAge,
+		First: r.First,
 	})
 	cancel()
 	if err != nil {
@@ -341,7 +354,10 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 		} else {
 			c.Count("new")
 		}
-		return &Ticket{Kind: KindLead, Task: res.Task, Reclaimed: reclaimed, lead: c.newLeader(r, res.Task, lock)}, Task{}, nil
+		for _, a := range res.Abandoned {
+			c.countAbandoned(a.Provider, 1)
+		}
+		return &Ticket{Kind: KindLead, Task: res.Task, Reclaimed: reclaimed, lead: c.newLeader(r, res.Task, res.Started, lock)}, Task{}, nil
 	case OutcomeCompleted:
 		c.release(lock)
 		t, err := c.replay(res.Task)

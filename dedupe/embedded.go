@@ -177,6 +177,75 @@ func (e embeddedTx) deleteAttempts(key []byte) error {
 	return nil
 }
 
+// attempts returns the task's attempts in order.
+func (e embeddedTx) attemptsOf(key []byte) ([]Attempt, error) {
+	var out []Attempt
+	prefix := attemptPrefix(key)
+	c := e.attempts.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var a Attempt
+		if err := json.Unmarshal(v, &a); err != nil {
+			return nil, fmt.Errorf("cannot decode attempt %q: %w", k, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// putAttempt writes a (a new row, or the final version of its started
+// row) under the task at key.
+func (e embeddedTx) putAttempt(key []byte, a Attempt) error {
+	v, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("cannot encode attempt: %w", err)
+	}
+	return e.attempts.Put(attemptKey(key, a.N), v)
+}
+
+// putFinal writes a leader's final record of an attempt at fence,
+// unless it is nil or would overwrite an attempt of another fence.
+func (e embeddedTx) putFinal(key []byte, fence int64, a *Attempt) error {
+	if a == nil || a.N <= 0 {
+		return nil
+	}
+	if v := e.attempts.Get(attemptKey(key, a.N)); v != nil {
+		var old Attempt
+		if err := json.Unmarshal(v, &old); err != nil {
+			return fmt.Errorf("cannot decode attempt %d of %q: %w", a.N, key, err)
+		}
+		if old.Fence != fence {
+			return nil
+		}
+	}
+	final := *a
+	final.Fence = fence
+	if final.StartedAt.IsZero() {
+		final.StartedAt = nowLocal()
+	}
+	return e.putAttempt(key, final)
+}
+
+// abandon marks the started attempts of fences before fence abandoned
+// and returns them with the task's highest attempt number.
+func (e embeddedTx) abandon(key []byte, fence int64) (abandoned []Attempt, last int, err error) {
+	all, err := e.attemptsOf(key)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, a := range all {
+		last = max(last, a.N)
+		if a.Outcome != AttemptStarted || a.Fence >= fence {
+			continue
+		}
+		a.Outcome, a.Error = AttemptAbandoned, abandonedError
+		if err := e.putAttempt(key, a); err != nil {
+			return nil, 0, err
+		}
+		abandoned = append(abandoned, a)
+	}
+	return abandoned, last, nil
+}
+
 // update runs fn in a write transaction unless ctx is already done
 // (bbolt itself takes no context). Transactions of concurrent requests
 // are batched into one commit; bbolt may run fn more than once (alone,
@@ -206,7 +275,10 @@ func (s *Embedded) Begin(ctx context.Context, req BeginRequest) (BeginResult, er
 				Stream: req.Stream, Model: req.Model, CreatedAt: now, UpdatedAt: now, StartedAt: now,
 			}
 			res = BeginResult{Outcome: OutcomeLeader, Task: t}
-			return e.put(key, nil, t)
+			if err := e.put(key, nil, t); err != nil {
+				return err
+			}
+			return e.startFirst(key, req, &res, 0)
 		}
 
 		expired := old.Status != StatusProcessing && (old.ExpiresAt.Before(now) ||
@@ -249,12 +321,32 @@ func (s *Embedded) Begin(ctx context.Context, req BeginRequest) (BeginResult, er
 		t.LeaseOwner, t.LeaseUntil = req.Owner, now.Add(req.Lease)
 		t.StartedAt, t.UpdatedAt, t.ExpiresAt = now, now, time.Time{}
 		res.Task = t
-		return e.put(key, &old, t)
+		if err := e.put(key, &old, t); err != nil {
+			return err
+		}
+		abandoned, last, err := e.abandon(key, t.Fence)
+		if err != nil {
+			return err
+		}
+		res.Abandoned = abandoned
+		return e.startFirst(key, req, &res, last)
 	})
 	if err != nil {
 		return BeginResult{}, fmt.Errorf("cannot begin task %q: %w", taskName(req.Tenant, req.KeyHash), err)
 	}
 	return res, nil
+}
+
+// startFirst writes the new leader's first attempt as started, after the
+// task's attempt last.
+func (e embeddedTx) startFirst(key []byte, req BeginRequest, res *BeginResult, last int) error {
+	res.Started = nil
+	if req.First.Provider == "" {
+		return nil
+	}
+	a := startedAttempt(req.First, last+1, res.Task.Fence, res.Task.StartedAt)
+	res.Started = &a
+	return e.putAttempt(key, a)
 }
 
 // updateFenced applies fn to the task held at fence, or fails with
@@ -300,9 +392,12 @@ func finishTask(t *Task, status Status, now time.Time, ttl time.Duration) {
 
 // Complete implements Store.
 func (s *Embedded) Complete(ctx context.Context, tenant, keyHash string, fence int64, c Completion) error {
-	err := s.updateFenced(ctx, tenant, keyHash, fence, func(_ embeddedTx, _ []byte, t *Task, now time.Time) error {
+	err := s.updateFenced(ctx, tenant, keyHash, fence, func(e embeddedTx, key []byte, t *Task, now time.Time) error {
 		if !c.Generation.IsZero() && !t.CreatedAt.Equal(c.Generation) {
 			return ErrFenced
+		}
+		if err := e.putFinal(key, fence, c.Attempt); err != nil {
+			return err
 		}
 		finishTask(t, StatusCompleted, now, c.TTL)
 		t.Usage, t.TooLarge, t.Error = c.Usage, c.TooLarge, ""
@@ -324,11 +419,11 @@ func (s *Embedded) Complete(ctx context.Context, tenant, keyHash string, fence i
 }
 
 // Fail implements Store.
-func (s *Embedded) Fail(ctx context.Context, tenant, keyHash string, fence int64, reason string, ttl time.Duration) error {
-	err := s.updateFenced(ctx, tenant, keyHash, fence, func(_ embeddedTx, _ []byte, t *Task, now time.Time) error {
-		finishTask(t, StatusFailed, now, ttl)
-		t.Error = reason
-		return nil
+func (s *Embedded) Fail(ctx context.Context, tenant, keyHash string, fence int64, f Failure) error {
+	err := s.updateFenced(ctx, tenant, keyHash, fence, func(e embeddedTx, key []byte, t *Task, now time.Time) error {
+		finishTask(t, StatusFailed, now, f.TTL)
+		t.Error = f.Reason
+		return e.putFinal(key, fence, f.Attempt)
 	})
 	if err != nil {
 		return fmt.Errorf("cannot fail task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
@@ -336,42 +431,18 @@ func (s *Embedded) Fail(ctx context.Context, tenant, keyHash string, fence int64
 	return nil
 }
 
-// AddAttempt implements Store.
-func (s *Embedded) AddAttempt(ctx context.Context, tenant, keyHash string, fence int64, a Attempt) error {
-	err := s.update(ctx, func(e embeddedTx) error {
-		key := boltTaskKey(tenant, keyHash)
-		t, ok, err := e.load(key)
-		if err != nil {
+// StartAttempt implements Store.
+func (s *Embedded) StartAttempt(ctx context.Context, tenant, keyHash string, fence int64, st AttemptStart) error {
+	err := s.updateFenced(ctx, tenant, keyHash, fence, func(e embeddedTx, key []byte, t *Task, now time.Time) error {
+		t.LeaseUntil = now.Add(st.Lease)
+		if err := e.putFinal(key, fence, st.Finished); err != nil {
 			return err
 		}
-		if !ok || t.Fence != fence || t.Status != StatusProcessing {
-			return ErrFenced
-		}
-		// The last key under the task's prefix holds the highest n.
-		a.N = 1
-		prefix := attemptPrefix(key)
-		c := e.attempts.Cursor()
-		k, _ := c.Seek(attemptKey(key, 1<<32-1))
-		if k == nil {
-			k, _ = c.Last()
-		} else if !bytes.HasPrefix(k, prefix) {
-			k, _ = c.Prev()
-		}
-		if k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+4 {
-			a.N = int(binary.BigEndian.Uint32(k[len(prefix):])) + 1
-		}
-		a.Fence = fence
-		if a.StartedAt.IsZero() {
-			a.StartedAt = nowLocal()
-		}
-		v, err := json.Marshal(a)
-		if err != nil {
-			return fmt.Errorf("cannot encode attempt: %w", err)
-		}
-		return e.attempts.Put(attemptKey(key, a.N), v)
+		next := startedAttempt(st.Next, st.Next.N, fence, now)
+		return e.putFinal(key, fence, &next)
 	})
 	if err != nil {
-		return fmt.Errorf("cannot log an attempt of task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
+		return fmt.Errorf("cannot start attempt %d of task %q at fence %d: %w", st.Next.N, taskName(tenant, keyHash), fence, err)
 	}
 	return nil
 }
@@ -397,16 +468,8 @@ func (s *Embedded) Get(ctx context.Context, tenant, keyHash string) (Task, []Att
 		if !ok {
 			return ErrNotFound
 		}
-		prefix := attemptPrefix(key)
-		c := e.attempts.Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			var a Attempt
-			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("cannot decode attempt %q: %w", k, err)
-			}
-			attempts = append(attempts, a)
-		}
-		return nil
+		attempts, err = e.attemptsOf(key)
+		return err
 	})
 	if err != nil {
 		return Task{}, nil, fmt.Errorf("cannot get task %q: %w", taskName(tenant, keyHash), err)
@@ -416,10 +479,10 @@ func (s *Embedded) Get(ctx context.Context, tenant, keyHash string) (Task, []Att
 
 // ReclaimZombies implements Store, with the same result as Postgres: the
 // zombie is failed at fence+1 and kept for reclaimedTTL.
-func (s *Embedded) ReclaimZombies(ctx context.Context, maxProcessing time.Duration, limit int) (int, error) {
-	n := 0
+func (s *Embedded) ReclaimZombies(ctx context.Context, maxProcessing time.Duration, limit int) (Reclaimed, error) {
+	var res Reclaimed
 	err := s.update(ctx, func(e embeddedTx) error {
-		n = 0
+		res = Reclaimed{Abandoned: map[string]int{}}
 		now := nowLocal()
 		// Collected first: put moves keys out of bucketProcessing, which
 		// must not happen under a live cursor. Processing tasks are as
@@ -430,7 +493,7 @@ func (s *Embedded) ReclaimZombies(ctx context.Context, maxProcessing time.Durati
 			keys = append(keys, bytes.Clone(k))
 		}
 		for _, key := range keys {
-			if n >= limit {
+			if res.Tasks >= limit {
 				break
 			}
 			old, ok, err := e.load(key)
@@ -451,14 +514,21 @@ func (s *Embedded) ReclaimZombies(ctx context.Context, maxProcessing time.Durati
 			if err := e.put(key, &old, t); err != nil {
 				return err
 			}
-			n++
+			abandoned, _, err := e.abandon(key, t.Fence)
+			if err != nil {
+				return err
+			}
+			for _, a := range abandoned {
+				res.Abandoned[a.Provider]++
+			}
+			res.Tasks++
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("cannot reclaim zombie tasks: %w", err)
+		return Reclaimed{}, fmt.Errorf("cannot reclaim zombie tasks: %w", err)
 	}
-	return n, nil
+	return res, nil
 }
 
 // DeleteExpired implements Store. Each call is one short transaction

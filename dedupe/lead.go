@@ -33,6 +33,7 @@ type leader struct {
 	// not be recorded.
 	onLostMu sync.Mutex
 	onLost   func()
+	ledger   ledger
 
 	// Written by the leading goroutine only.
 	transcript []byte
@@ -42,9 +43,12 @@ type leader struct {
 	endOnce    sync.Once
 }
 
-func (c *Coordinator) newLeader(r Request, task Task, lock Lock) *leader {
+func (c *Coordinator) newLeader(r Request, task Task, started *Attempt, lock Lock) *leader {
 	l := &leader{c: c, req: r, fence: task.Fence, lock: lock, name: liveName(r.KeyHash, task.Fence, task.CreatedAt),
 		stop: make(chan struct{}), halted: make(chan struct{}), started: time.Now(), generation: task.CreatedAt}
+	if started != nil {
+		l.ledger.on, l.ledger.current = true, *started
+	}
 	if r.Stream {
 		c.local.Open(l.name)
 		c.mu.Lock()
@@ -161,26 +165,11 @@ func (t *Ticket) Follow(ctx context.Context, from int) (<-chan LiveEvent, func()
 	return t.lead.c.local.Follow(ctx, t.lead.name, from, t.lead.c.opts.WaitTimeout)
 }
 
-// AddAttempt logs one upstream attempt under the leader's fence.
-func (t *Ticket) AddAttempt(ctx context.Context, a Attempt) error {
-	l := t.lead
-	a.Fence = l.fence
-	sctx, cancel := l.c.ctx(ctx)
-	defer cancel()
-	if err := l.c.store.AddAttempt(sctx, l.req.Tenant, l.req.KeyHash, l.fence, a); err != nil {
-		if errors.Is(err, ErrFenced) {
-			return err
-		}
-		return l.c.storeError("add_attempt", err)
-	}
-	return nil
-}
-
 // Complete stores the response and ends the task. For a stream, pass the
 // status and content type: the body is the published transcript.
 func (t *Ticket) Complete(ctx context.Context, resp Response, usage Usage) error {
 	l := t.lead
-	c := Completion{Response: resp, Usage: usage, TTL: l.c.opts.KeyTTL, Generation: l.generation}
+	c := Completion{Response: resp, Usage: usage, TTL: l.c.opts.KeyTTL, Generation: l.generation, Attempt: l.ledger.last()}
 	if l.req.Stream && l.events > 0 {
 		c.Response.Body, c.TooLarge = l.transcript, l.tooLarge
 	} else if len(resp.Body) > l.c.opts.MaxRecordBytes {
@@ -222,8 +211,9 @@ func (l *leader) write(op string, fn func(ctx context.Context) error) error {
 // joiners receive reason as the stream's error.
 func (t *Ticket) Fail(ctx context.Context, reason string) error {
 	l := t.lead
+	f := Failure{Reason: reason, TTL: l.c.opts.KeyTTL, Attempt: l.ledger.last()}
 	err := l.write("fail", func(ctx context.Context) error {
-		return l.c.store.Fail(ctx, l.req.Tenant, l.req.KeyHash, l.fence, reason, l.c.opts.KeyTTL)
+		return l.c.store.Fail(ctx, l.req.Tenant, l.req.KeyHash, l.fence, f)
 	})
 	if reason == "" {
 		reason = "upstream failed"

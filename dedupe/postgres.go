@@ -159,12 +159,33 @@ func replayable(t Task) Task {
 }
 
 const (
-	sqlInsertTask = `INSERT INTO tasks (tenant, key_hash, fingerprint, status, fence, lease_owner, lease_until,
-		started_at, created_at, updated_at, stream, model)
-	VALUES ($1, $2, $3, 'processing', 1, $4, now() + $5::bigint * interval '1 microsecond',
-		now(), now(), now(), $6, $7)
-	ON CONFLICT (tenant, key_hash) DO NOTHING
-	RETURNING ` + taskColumns
+	// A new key: the task and its first attempt (started) in one
+	// statement, so one round trip and one commit (DESIGN.md section 3).
+	sqlInsertTask = `WITH t AS (
+		INSERT INTO tasks (tenant, key_hash, fingerprint, status, fence, lease_owner, lease_until,
+			started_at, created_at, updated_at, stream, model)
+		VALUES ($1, $2, $3, 'processing', 1, $4, now() + $5::bigint * interval '1 microsecond',
+			now(), now(), now(), $6, $7)
+		ON CONFLICT (tenant, key_hash) DO NOTHING
+		RETURNING ` + taskColumns + `
+	), a AS (
+		INSERT INTO attempts (task_id, n, fence, provider, model, outcome, started_at)
+		SELECT id, 1, 1, $8, $9, 'started', now() FROM t WHERE $8::text <> ''
+	)
+	SELECT * FROM t`
+
+	// A new leader of an existing task marks the started attempts of the
+	// previous fences abandoned: their leader died mid-call.
+	sqlAbandonAttempts = `UPDATE attempts SET outcome = 'abandoned', error = $3
+	WHERE task_id = $1 AND fence < $2 AND outcome = 'started'
+	RETURNING n, fence, provider, model, started_at`
+
+	// The first attempt of a new leader of an existing task goes after
+	// the task's earlier attempts (the row is locked by this transaction,
+	// so no other leader adds one meanwhile).
+	sqlStartFirst = `INSERT INTO attempts (task_id, n, fence, provider, model, outcome, started_at)
+	VALUES ($1, (SELECT COALESCE(max(n), 0) + 1 FROM attempts WHERE task_id = $1), $2, $3, $4, 'started', now())
+	RETURNING n`
 
 	// The two booleans are computed by the database so that its clock
 	// alone decides expiry and lease ownership.
@@ -216,9 +237,15 @@ func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, er
 	lease, maxProc := micros(req.Lease), micros(req.MaxProcessing)
 	for range beginRetries {
 		_, t, err := scanTask(p.pool.QueryRow(ctx, sqlInsertTask,
-			req.Tenant, req.KeyHash, req.Fingerprint, req.Owner, lease, req.Stream, req.Model))
+			req.Tenant, req.KeyHash, req.Fingerprint, req.Owner, lease, req.Stream, req.Model,
+			req.First.Provider, req.First.Model))
 		if err == nil {
-			return BeginResult{Outcome: OutcomeLeader, Task: t}, nil
+			res := BeginResult{Outcome: OutcomeLeader, Task: t}
+			if req.First.Provider != "" {
+				a := startedAttempt(req.First, 1, 1, t.StartedAt)
+				res.Started = &a
+			}
+			return res, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return BeginResult{}, err
@@ -234,7 +261,8 @@ func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, er
 		}
 
 		var (
-			row     pgx.Row
+			q       string
+			args    []any
 			outcome Outcome
 		)
 		switch decideBegin(t, req.Fingerprint, expired, zombie, req.Fresh) {
@@ -245,28 +273,114 @@ func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, er
 		case actInFlight:
 			return BeginResult{Outcome: OutcomeInFlight, Task: t}, nil
 		case actRestartExpired:
-			row = p.pool.QueryRow(ctx, sqlRestartExpired, id, t.Fence,
-				req.Fingerprint, req.Stream, req.Model, req.Owner, lease, req.Fresh || expired)
+			q, args = sqlRestartExpired, []any{id, t.Fence,
+				req.Fingerprint, req.Stream, req.Model, req.Owner, lease, req.Fresh || expired}
 			outcome = OutcomeLeader
 		case actRestartFailed:
-			row = p.pool.QueryRow(ctx, sqlRestartFailed, id, t.Fence, req.Stream, req.Model, req.Owner, lease)
+			q, args = sqlRestartFailed, []any{id, t.Fence, req.Stream, req.Model, req.Owner, lease}
 			outcome = OutcomeLeader
 		case actTakeOver:
-			row = p.pool.QueryRow(ctx, sqlTakeOver, id, t.Fence, req.Owner, lease, maxProc)
+			q, args = sqlTakeOver, []any{id, t.Fence, req.Owner, lease, maxProc}
 			outcome = OutcomeReclaimed
 		default:
 			panic("BUG: unknown begin action")
 		}
-		_, t, err = scanTask(row)
-		if errors.Is(err, pgx.ErrNoRows) {
-			continue // another gateway changed the row first: look again
-		}
+		res, ok, err := p.lead(ctx, req, q, args)
 		if err != nil {
 			return BeginResult{}, err
 		}
-		return BeginResult{Outcome: outcome, Task: t}, nil
+		if !ok {
+			continue // another gateway changed the row first: look again
+		}
+		res.Outcome = outcome
+		return res, nil
 	}
 	return BeginResult{}, fmt.Errorf("the task kept changing under %d attempts to decide", beginRetries)
+}
+
+// lead makes the caller the leader of an existing task: q updates the
+// row to the caller's fence (ok is false when another gateway changed it
+// first), then, in the same transaction, the started attempts of earlier
+// fences are marked abandoned and the caller's first attempt is started.
+// A transaction and not one statement: the attempt statements must see
+// every attempt a previous leader committed before the row was locked,
+// which a single statement's snapshot, taken before it waited for the
+// lock, would not. Only restarts and take-overs pay for it; a new key
+// is one statement.
+func (p *Postgres) lead(ctx context.Context, req BeginRequest, q string, args []any) (res BeginResult, ok bool, err error) {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return BeginResult{}, false, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	id, t, err := scanTask(tx.QueryRow(ctx, q, args...))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return BeginResult{}, false, nil
+	}
+	if err != nil {
+		return BeginResult{}, false, err
+	}
+	res.Task = t
+	rows, err := tx.Query(ctx, sqlAbandonAttempts, id, t.Fence, abandonedError)
+	if err != nil {
+		return BeginResult{}, false, err
+	}
+	res.Abandoned, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Attempt, error) {
+		a := Attempt{Outcome: AttemptAbandoned, Error: abandonedError}
+		var n int32
+		err := row.Scan(&n, &a.Fence, &a.Provider, &a.Model, &a.StartedAt)
+		a.N = int(n)
+		return a, err
+	})
+	if err != nil {
+		return BeginResult{}, false, err
+	}
+	if req.First.Provider != "" {
+		var n int32
+		if err := tx.QueryRow(ctx, sqlStartFirst, id, t.Fence, req.First.Provider, req.First.Model).Scan(&n); err != nil {
+			return BeginResult{}, false, err
+		}
+		a := startedAttempt(req.First, int(n), t.Fence, t.StartedAt)
+		res.Started = &a
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return BeginResult{}, false, err
+	}
+	return res, true, nil
+}
+
+// attemptColumns are the columns an attempt row is written with, in the
+// order of attemptArgs.
+const attemptColumns = `n, provider, model, outcome, http_status, error, started_at, duration_ms, prompt_tokens, completion_tokens`
+
+// upsertAttempt writes the attempt given as parameters $first.. (in
+// attemptArgs order) of the task the CTE t returned, at fence $fence: a
+// new row, or the final version of its started row. n = 0 writes nothing.
+func upsertAttempt(first, fence int) string {
+	ps := make([]any, 10)
+	for i := range ps {
+		ps[i] = first + i
+	}
+	return fmt.Sprintf(`INSERT INTO attempts (task_id, fence, `+attemptColumns+`)
+		SELECT t.id, $%d::bigint, $%d::int, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d FROM t WHERE $%d::int > 0
+		ON CONFLICT (task_id, n) DO UPDATE SET provider = EXCLUDED.provider, model = EXCLUDED.model,
+			outcome = EXCLUDED.outcome, http_status = EXCLUDED.http_status, error = EXCLUDED.error,
+			started_at = EXCLUDED.started_at, duration_ms = EXCLUDED.duration_ms,
+			prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens
+		WHERE attempts.fence = EXCLUDED.fence`, append([]any{fence}, append(ps, first)...)...)
+}
+
+// attemptArgs are the parameters of upsertAttempt; nil writes nothing.
+func attemptArgs(a *Attempt) []any {
+	if a == nil {
+		return []any{0, "", "", "", 0, "", time.Time{}, int64(0), int64(0), int64(0)}
+	}
+	startedAt := a.StartedAt
+	if startedAt.IsZero() {
+		startedAt = time.Now()
+	}
+	return []any{a.N, a.Provider, a.Model, a.Outcome, a.HTTPStatus, a.Error, startedAt,
+		a.DurationMS, a.Usage.PromptTokens, a.Usage.CompletionTokens}
 }
 
 // fenced turns "no row matched the fence" into ErrFenced.
@@ -292,12 +406,17 @@ func (p *Postgres) Heartbeat(ctx context.Context, tenant, keyHash string, fence 
 
 // Complete implements Store.
 func (p *Postgres) Complete(ctx context.Context, tenant, keyHash string, fence int64, c Completion) error {
-	const q = `UPDATE tasks SET status = 'completed', lease_owner = '', lease_until = NULL,
-		expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now(),
-		prompt_tokens = $5, completion_tokens = $6, too_large = $7, error = '',
-		resp_status = $8, resp_content_type = $9, resp_body = $10
-	WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'
-		AND ($11::timestamptz IS NULL OR created_at = $11)`
+	// The task and its final attempt in one statement: one commit.
+	q := `WITH t AS (
+		UPDATE tasks SET status = 'completed', lease_owner = '', lease_until = NULL,
+			expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now(),
+			prompt_tokens = $5, completion_tokens = $6, too_large = $7, error = '',
+			resp_status = $8, resp_content_type = $9, resp_body = $10
+		WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'
+			AND ($11::timestamptz IS NULL OR created_at = $11)
+		RETURNING id
+	), a AS (` + upsertAttempt(12, 3) + `)
+	SELECT count(*) FROM t`
 	var generation *time.Time
 	if !c.Generation.IsZero() {
 		generation = &c.Generation
@@ -315,55 +434,60 @@ func (p *Postgres) Complete(ctx context.Context, tenant, keyHash string, fence i
 			body = []byte{} // NULL would read back as "no response"
 		}
 	}
-	err := fenced(p.pool.Exec(ctx, q, tenant, keyHash, fence, micros(c.TTL),
-		c.Usage.PromptTokens, c.Usage.CompletionTokens, c.TooLarge, status, contentType, body, generation))
-	if err != nil {
+	args := append([]any{tenant, keyHash, fence, micros(c.TTL),
+		c.Usage.PromptTokens, c.Usage.CompletionTokens, c.TooLarge, status, contentType, body, generation},
+		attemptArgs(c.Attempt)...)
+	if err := fencedCount(p.pool.QueryRow(ctx, q, args...)); err != nil {
 		return fmt.Errorf("cannot complete task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
 	}
 	return nil
 }
 
 // Fail implements Store.
-func (p *Postgres) Fail(ctx context.Context, tenant, keyHash string, fence int64, reason string, ttl time.Duration) error {
-	const q = `UPDATE tasks SET status = 'failed', lease_owner = '', lease_until = NULL,
-		expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now(), error = $5
-	WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'`
-	if err := fenced(p.pool.Exec(ctx, q, tenant, keyHash, fence, micros(ttl), reason)); err != nil {
+func (p *Postgres) Fail(ctx context.Context, tenant, keyHash string, fence int64, f Failure) error {
+	q := `WITH t AS (
+		UPDATE tasks SET status = 'failed', lease_owner = '', lease_until = NULL,
+			expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now(), error = $5
+		WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'
+		RETURNING id
+	), a AS (` + upsertAttempt(6, 3) + `)
+	SELECT count(*) FROM t`
+	args := append([]any{tenant, keyHash, fence, micros(f.TTL), f.Reason}, attemptArgs(f.Attempt)...)
+	if err := fencedCount(p.pool.QueryRow(ctx, q, args...)); err != nil {
 		return fmt.Errorf("cannot fail task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
 	}
 	return nil
 }
 
-// attemptRetries bounds AddAttempt's retries on a lost race for n. A
-// leader logs its attempts one after another, so races are rare; the
-// bound is generous so that even many concurrent loggers all get through.
-const attemptRetries = 64
+// StartAttempt implements Store: one statement, so one commit. Its update
+// of the task row locks it, so a take-over either sees the new attempt
+// (and marks it abandoned) or has already bumped the fence, and then
+// nothing is written and the call does not go out.
+func (p *Postgres) StartAttempt(ctx context.Context, tenant, keyHash string, fence int64, st AttemptStart) error {
+	q := `WITH t AS (
+		UPDATE tasks SET lease_until = now() + $4::bigint * interval '1 microsecond', updated_at = now()
+		WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'
+		RETURNING id
+	), f AS (` + upsertAttempt(5, 3) + `
+	), s AS (` + upsertAttempt(15, 3) + `)
+	SELECT count(*) FROM t`
+	next := startedAttempt(st.Next, st.Next.N, fence, time.Now())
+	args := append([]any{tenant, keyHash, fence, micros(st.Lease)}, attemptArgs(st.Finished)...)
+	args = append(args, attemptArgs(&next)...)
+	if err := fencedCount(p.pool.QueryRow(ctx, q, args...)); err != nil {
+		return fmt.Errorf("cannot start attempt %d of task %q at fence %d: %w", st.Next.N, taskName(tenant, keyHash), fence, err)
+	}
+	return nil
+}
 
-// AddAttempt implements Store. N is max(n)+1 of the task; two attempts
-// logged at once race for the same n, and the loser retries.
-func (p *Postgres) AddAttempt(ctx context.Context, tenant, keyHash string, fence int64, a Attempt) error {
-	const q = `INSERT INTO attempts (task_id, n, fence, provider, model, outcome, http_status, error,
-		started_at, duration_ms, prompt_tokens, completion_tokens)
-	SELECT t.id, COALESCE((SELECT max(n) FROM attempts WHERE task_id = t.id), 0) + 1, t.fence,
-		$4, $5, $6, $7, $8, COALESCE($9, now()), $10, $11, $12
-	FROM tasks t
-	WHERE t.tenant = $1 AND t.key_hash = $2 AND t.fence = $3 AND t.status = 'processing'`
-	var startedAt *time.Time
-	if !a.StartedAt.IsZero() {
-		startedAt = &a.StartedAt
+// fencedCount turns a count of 0 matched tasks into ErrFenced.
+func fencedCount(row pgx.Row) error {
+	var n int64
+	if err := row.Scan(&n); err != nil {
+		return err
 	}
-	var err error
-	for range attemptRetries {
-		err = fenced(p.pool.Exec(ctx, q, tenant, keyHash, fence, a.Provider, a.Model, a.Outcome,
-			a.HTTPStatus, a.Error, startedAt, a.DurationMS, a.Usage.PromptTokens, a.Usage.CompletionTokens))
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-			continue // unique_violation on (task_id, n): another attempt took this n
-		}
-		break
-	}
-	if err != nil {
-		return fmt.Errorf("cannot log an attempt of task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
+	if n == 0 {
+		return ErrFenced
 	}
 	return nil
 }
@@ -411,7 +535,7 @@ func (p *Postgres) Get(ctx context.Context, tenant, keyHash string) (Task, []Att
 // (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)": the planner may rescan
 // such a sub-select once per outer row, and a rescan with SKIP LOCKED
 // returns other rows, so the limit would not hold.
-func (p *Postgres) ReclaimZombies(ctx context.Context, maxProcessing time.Duration, limit int) (int, error) {
+func (p *Postgres) ReclaimZombies(ctx context.Context, maxProcessing time.Duration, limit int) (Reclaimed, error) {
 	const q = `WITH batch AS MATERIALIZED (
 		SELECT id FROM tasks
 		WHERE status = 'processing'
@@ -423,12 +547,39 @@ func (p *Postgres) ReclaimZombies(ctx context.Context, maxProcessing time.Durati
 	UPDATE tasks SET status = 'failed', fence = fence + 1, lease_owner = '', lease_until = NULL,
 		error = $3, expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now()
 	FROM batch
-	WHERE tasks.id = batch.id AND tasks.status = 'processing'`
-	tag, err := p.pool.Exec(ctx, q, micros(maxProcessing), limit, reclaimedError, micros(reclaimedTTL))
+	WHERE tasks.id = batch.id AND tasks.status = 'processing'
+	RETURNING tasks.id`
+	// Marked in a second statement of the same transaction, for the
+	// reason given at lead: it must see every attempt committed before
+	// the rows were locked.
+	const abandon = `UPDATE attempts SET outcome = 'abandoned', error = $2
+	WHERE task_id = ANY($1) AND outcome = 'started'
+	RETURNING provider`
+	res := Reclaimed{Abandoned: map[string]int{}}
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, q, micros(maxProcessing), limit, reclaimedError, micros(reclaimedTTL))
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		res.Tasks = len(ids)
+		rows, err = tx.Query(ctx, abandon, ids, abandonedError)
+		if err != nil {
+			return err
+		}
+		providers, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, pr := range providers {
+			res.Abandoned[pr]++
+		}
+		return err
+	})
 	if err != nil {
-		return 0, fmt.Errorf("cannot reclaim zombie tasks: %w", err)
+		return Reclaimed{}, fmt.Errorf("cannot reclaim zombie tasks: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return res, nil
 }
 
 // DeleteExpired implements Store. One short statement per batch, so the

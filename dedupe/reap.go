@@ -12,14 +12,17 @@ import (
 func (c *Coordinator) Reap(ctx context.Context) (reclaimed, expired int, err error) {
 	for {
 		sctx, cancel := c.ctx(ctx)
-		n, err := c.store.ReclaimZombies(sctx, c.opts.MaxProcessing, c.opts.ReapBatch)
+		r, err := c.store.ReclaimZombies(sctx, c.opts.MaxProcessing, c.opts.ReapBatch)
 		cancel()
 		if err != nil {
 			return reclaimed, expired, c.storeError("reclaim", err)
 		}
-		reclaimed += n
-		c.set.GetOrCreateCounter(`gateway_zombies_reclaimed_total`).Add(n)
-		if n < c.opts.ReapBatch {
+		reclaimed += r.Tasks
+		c.set.GetOrCreateCounter(`gateway_zombies_reclaimed_total`).Add(r.Tasks)
+		for provider, n := range r.Abandoned {
+			c.countAbandoned(provider, n)
+		}
+		if r.Tasks < c.opts.ReapBatch {
 			break
 		}
 	}

@@ -72,11 +72,14 @@ type Task struct {
 
 // Attempt is one upstream call made for a task.
 type Attempt struct {
-	N          int       `json:"n"`
-	Fence      int64     `json:"fence"`
-	Provider   string    `json:"provider"`
-	Model      string    `json:"model"`
-	Outcome    string    `json:"outcome"` // success, timeout, error, rate_limited, skipped
+	N        int    `json:"n"`
+	Fence    int64  `json:"fence"`
+	Provider string `json:"provider"`
+	Model    string `json:"model"`
+	// Outcome is the attempt outcome of DESIGN.md section 3 as upstreams
+	// names it (started, success, timeout, error, rate_limited, cut,
+	// skipped, abandoned), kept as a string: dedupe does not import upstreams.
+	Outcome    string    `json:"outcome"`
 	HTTPStatus int       `json:"http_status"`
 	Error      string    `json:"error"`
 	StartedAt  time.Time `json:"started_at"`
@@ -125,6 +128,11 @@ type BeginRequest struct {
 	// as leader instead of replaying it: a first try under derive:
 	// retries replaces the record of an earlier identical first try.
 	Fresh bool
+	// First, when its Provider is set, is the attempt the leader is about
+	// to make: a Begin that makes the caller leader writes it with outcome
+	// started in the same transaction (DESIGN.md section 3), so a new task
+	// still costs one durable commit to start.
+	First Attempt
 }
 
 // BeginResult is the output of Store.Begin. Task is the row after the
@@ -132,6 +140,13 @@ type BeginRequest struct {
 type BeginResult struct {
 	Outcome Outcome
 	Task    Task
+	// Started is the attempt Begin wrote as started (BeginRequest.First
+	// with its N and fence), nil when it wrote none.
+	Started *Attempt
+	// Abandoned are the attempts of the previous leader that a take-over
+	// found still started and marked abandoned: calls that may have been
+	// paid for and whose answer is lost.
+	Abandoned []Attempt
 }
 
 // Completion is what a leader stores when its task succeeded.
@@ -146,6 +161,9 @@ type Completion struct {
 	// used again, so the fence alone cannot tell a long-stalled leader of
 	// the old task from the new task's leader. A mismatch is ErrFenced.
 	Generation time.Time
+	// Attempt, when set, is the final record of the attempt that answered,
+	// written in the same transaction.
+	Attempt *Attempt
 }
 
 // Store is the durable record store, the source of truth for
@@ -161,15 +179,18 @@ type Store interface {
 	// Complete stores the response and marks the task completed.
 	Complete(ctx context.Context, tenant, keyHash string, fence int64, c Completion) error
 	// Fail marks the task failed; the next Begin restarts it with fence+1.
-	Fail(ctx context.Context, tenant, keyHash string, fence int64, reason string, ttl time.Duration) error
-	// AddAttempt logs one upstream attempt of the task at fence (N is assigned by the store).
-	AddAttempt(ctx context.Context, tenant, keyHash string, fence int64, a Attempt) error
+	Fail(ctx context.Context, tenant, keyHash string, fence int64, f Failure) error
+	// StartAttempt writes, in one transaction, the final record of the
+	// attempt that just ended (if any) and the next attempt as started,
+	// before its call goes out; it extends the lease as a heartbeat does.
+	StartAttempt(ctx context.Context, tenant, keyHash string, fence int64, s AttemptStart) error
 	// Get returns the task and its attempts in order, or ErrNotFound.
 	Get(ctx context.Context, tenant, keyHash string) (Task, []Attempt, error)
 	// ReclaimZombies fails up to limit processing tasks whose lease ran
 	// out or which outlived maxProcessing, bumping their fence so the old
-	// worker's late writes are refused. It returns how many it reclaimed.
-	ReclaimZombies(ctx context.Context, maxProcessing time.Duration, limit int) (int, error)
+	// worker's late writes are refused, and marks their started attempts
+	// abandoned in the same transaction.
+	ReclaimZombies(ctx context.Context, maxProcessing time.Duration, limit int) (Reclaimed, error)
 	// DeleteExpired deletes up to limit finished tasks (and their
 	// attempts) whose expiry has passed, and returns how many.
 	DeleteExpired(ctx context.Context, limit int) (int, error)

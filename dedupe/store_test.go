@@ -59,6 +59,48 @@ func storeComplete(t *testing.T, s Store, tenant, keyHash string, fence int64, c
 	}
 }
 
+func storeFail(t *testing.T, s Store, tenant, keyHash string, fence int64, reason string, ttl time.Duration) {
+	t.Helper()
+	if err := s.Fail(context.Background(), tenant, keyHash, fence, Failure{Reason: reason, TTL: ttl}); err != nil {
+		t.Fatalf("Fail(%s/%s, fence %d): %v", tenant, keyHash, fence, err)
+	}
+}
+
+// storeLedgerReq is a Begin request whose first attempt goes to provider.
+func storeLedgerReq(tenant, keyHash, fingerprint, provider string) BeginRequest {
+	req := storeReq(tenant, keyHash, fingerprint)
+	req.First = Attempt{Provider: provider, Model: provider + "-model"}
+	return req
+}
+
+// storeBeginLedger is storeBegin returning the whole result.
+func storeBeginLedger(t *testing.T, s Store, req BeginRequest, want Outcome) BeginResult {
+	t.Helper()
+	res, err := s.Begin(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Begin(%s/%s): %v", req.Tenant, req.KeyHash, err)
+	}
+	if res.Outcome != want {
+		t.Fatalf("Begin(%s/%s): outcome %d, want %d (task %+v)", req.Tenant, req.KeyHash, res.Outcome, want, res.Task)
+	}
+	return res
+}
+
+// storeWantAttempts checks n, fence, provider and outcome of the stored attempts.
+func storeWantAttempts(t *testing.T, got []Attempt, want ...Attempt) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d attempts, want %d:\ngot  %+v\nwant %+v", len(got), len(want), got, want)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.N != w.N || g.Fence != w.Fence || g.Provider != w.Provider || g.Outcome != w.Outcome || g.StartedAt.IsZero() {
+			t.Fatalf("attempt %d:\ngot  %+v\nwant n %d, fence %d, provider %q, outcome %q and a start time",
+				i, g, w.N, w.Fence, w.Provider, w.Outcome)
+		}
+	}
+}
+
 func storeWantFenced(t *testing.T, what string, err error) {
 	t.Helper()
 	if !errors.Is(err, ErrFenced) {
@@ -176,9 +218,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("FailedRestartsAtFence2", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
-		if err := s.Fail(ctx, "t1", "k1", 1, "all targets failed", time.Hour); err != nil {
-			t.Fatalf("Fail: %v", err)
-		}
+		storeFail(t, s, "t1", "k1", 1, "all targets failed", time.Hour)
 		got, _ := storeGet(t, s, "t1", "k1")
 		if got.Status != StatusFailed || got.Error != "all targets failed" || got.ExpiresAt.IsZero() || got.Response != nil {
 			t.Fatalf("unexpected failed task: %+v", got)
@@ -209,16 +249,17 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 		// The acceptance criterion: a late write with fence 1 is refused.
 		storeWantFenced(t, "Complete(fence 1)", s.Complete(ctx, "t1", "k1", 1, storeCompletion(time.Hour)))
-		storeWantFenced(t, "Fail(fence 1)", s.Fail(ctx, "t1", "k1", 1, "late", time.Hour))
+		storeWantFenced(t, "Fail(fence 1)", s.Fail(ctx, "t1", "k1", 1, Failure{Reason: "late", TTL: time.Hour}))
 		storeWantFenced(t, "Heartbeat(fence 1)", s.Heartbeat(ctx, "t1", "k1", 1, time.Hour))
-		storeWantFenced(t, "AddAttempt(fence 1)", s.AddAttempt(ctx, "t1", "k1", 1, Attempt{Provider: "p"}))
+		storeWantFenced(t, "StartAttempt(fence 1)", s.StartAttempt(ctx, "t1", "k1", 1,
+			AttemptStart{Next: Attempt{N: 1, Provider: "p"}, Lease: time.Hour}))
 		got, attempts := storeGet(t, s, "t1", "k1")
 		if got.Fence != 2 || got.Status != StatusProcessing || got.LeaseOwner != "owner-b" || len(attempts) != 0 {
 			t.Fatalf("a stale write changed the task: %+v, attempts %v", got, attempts)
 		}
 		// The new leader is not disturbed by the old one.
-		if err := s.AddAttempt(ctx, "t1", "k1", 2, Attempt{Provider: "p"}); err != nil {
-			t.Fatalf("AddAttempt(fence 2): %v", err)
+		if err := s.StartAttempt(ctx, "t1", "k1", 2, AttemptStart{Next: Attempt{N: 1, Provider: "p"}, Lease: time.Hour}); err != nil {
+			t.Fatalf("StartAttempt(fence 2): %v", err)
 		}
 		storeComplete(t, s, "t1", "k1", 2, storeCompletion(time.Hour))
 	})
@@ -238,8 +279,8 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		if task.Fence != 1 || task.LeaseOwner != "owner-a" {
 			t.Fatalf("unexpected in-flight task: %+v", task)
 		}
-		if n, err := s.ReclaimZombies(ctx, time.Hour, 10); err != nil || n != 0 {
-			t.Fatalf("ReclaimZombies = %d, %v; want 0 (lease was extended)", n, err)
+		if r, err := s.ReclaimZombies(ctx, time.Hour, 10); err != nil || r.Tasks != 0 {
+			t.Fatalf("ReclaimZombies = %+v, %v; want 0 (lease was extended)", r, err)
 		}
 	})
 
@@ -278,75 +319,174 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("AttemptsInOrder", func(t *testing.T) {
+	t.Run("LedgerNewTask", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
-		// Microseconds: the precision both stores keep.
-		started := time.Now().Truncate(time.Millisecond)
-		want := []Attempt{
-			{Provider: "gemini", Model: "gemini-2.0-flash", Outcome: "timeout", Error: "first byte timeout", StartedAt: started, DurationMS: 30000},
-			{Provider: "openrouter", Model: "google/gemini", Outcome: "error", HTTPStatus: 502, Error: "bad gateway", StartedAt: started.Add(time.Second), DurationMS: 12},
-			{Provider: "groq", Model: "llama", Outcome: "success", HTTPStatus: 200, StartedAt: started.Add(2 * time.Second), DurationMS: 800, Usage: Usage{PromptTokens: 5, CompletionTokens: 7}},
+		// Begin writes the first attempt as started, with the task.
+		res := storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), OutcomeLeader)
+		if res.Started == nil || res.Started.N != 1 || res.Started.Fence != 1 || res.Started.Outcome != AttemptStarted || len(res.Abandoned) != 0 {
+			t.Fatalf("Begin of a new key: started %+v, abandoned %v", res.Started, res.Abandoned)
 		}
-		for i, a := range want[:2] {
-			a.N, a.Fence = 99, 99 // assigned by the store, not the caller
-			if err := s.AddAttempt(ctx, "t1", "k1", 1, a); err != nil {
-				t.Fatalf("AddAttempt %d: %v", i, err)
-			}
+		_, attempts := storeGet(t, s, "t1", "k1")
+		storeWantAttempts(t, attempts, Attempt{N: 1, Fence: 1, Provider: "gemini", Outcome: AttemptStarted})
+		// Complete finalises it.
+		started := time.Now().Truncate(time.Millisecond) // microseconds: what both stores keep
+		final := Attempt{N: 1, Provider: "gemini", Model: "gemini-model", Outcome: "success", HTTPStatus: 200,
+			StartedAt: started, DurationMS: 800, Usage: Usage{PromptTokens: 5, CompletionTokens: 7}}
+		c := storeCompletion(time.Hour)
+		c.Attempt = &final
+		storeComplete(t, s, "t1", "k1", 1, c)
+		_, attempts = storeGet(t, s, "t1", "k1")
+		final.Fence = 1
+		if len(attempts) != 1 || !attempts[0].StartedAt.Equal(started) {
+			t.Fatalf("attempts after Complete: %+v, want one started at %v", attempts, started)
 		}
-		if err := s.Fail(ctx, "t1", "k1", 1, "all targets failed", time.Hour); err != nil {
-			t.Fatalf("Fail: %v", err)
+		attempts[0].StartedAt, final.StartedAt = time.Time{}, time.Time{}
+		if attempts[0] != final {
+			t.Fatalf("attempt after Complete:\ngot  %+v\nwant %+v", attempts[0], final)
 		}
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
-		if err := s.AddAttempt(ctx, "t1", "k1", 2, want[2]); err != nil {
-			t.Fatalf("AddAttempt at fence 2: %v", err)
-		}
-		for i := range want {
-			want[i].N = i + 1
-			want[i].Fence = 1
-		}
-		want[2].Fence = 2
-
-		_, got := storeGet(t, s, "t1", "k1")
-		if len(got) != len(want) {
-			t.Fatalf("got %d attempts, want %d: %+v", len(got), len(want), got)
-		}
-		for i := range want {
-			g, w := got[i], want[i]
-			if !g.StartedAt.Equal(w.StartedAt) {
-				t.Errorf("attempt %d: started %v, want %v", i, g.StartedAt, w.StartedAt)
-			}
-			g.StartedAt, w.StartedAt = time.Time{}, time.Time{}
-			if g != w {
-				t.Errorf("attempt %d:\ngot  %+v\nwant %+v", i, g, w)
-			}
+		// Without First no attempt is written.
+		if res := storeBeginLedger(t, s, storeReq("t1", "k2", "fp1"), OutcomeLeader); res.Started != nil {
+			t.Fatalf("Begin without First started %+v", res.Started)
 		}
 	})
 
-	t.Run("ConcurrentAttemptsNumbered", func(t *testing.T) {
+	t.Run("LedgerFurtherAttempts", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
-		const n = 10
-		var wg sync.WaitGroup
-		errs := make([]error, n)
-		for i := range n {
-			wg.Go(func() { errs[i] = s.AddAttempt(ctx, "t1", "k1", 1, Attempt{Provider: "p", Outcome: "error"}) })
+		storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), OutcomeLeader)
+		// One write finishes attempt 1 and starts attempt 2.
+		err := s.StartAttempt(ctx, "t1", "k1", 1, AttemptStart{
+			Finished: &Attempt{N: 1, Provider: "gemini", Outcome: "timeout", Error: "first byte timeout", DurationMS: 30000},
+			Next:     Attempt{N: 2, Provider: "openrouter", Model: "m2"},
+			Lease:    time.Hour,
+		})
+		if err != nil {
+			t.Fatalf("StartAttempt: %v", err)
 		}
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("AddAttempt %d: %v", i, err)
-			}
+		_, attempts := storeGet(t, s, "t1", "k1")
+		storeWantAttempts(t, attempts,
+			Attempt{N: 1, Fence: 1, Provider: "gemini", Outcome: "timeout"},
+			Attempt{N: 2, Fence: 1, Provider: "openrouter", Outcome: AttemptStarted})
+		if attempts[0].Error != "first byte timeout" || attempts[0].DurationMS != 30000 || attempts[1].Model != "m2" {
+			t.Fatalf("attempts %+v", attempts)
 		}
-		_, got := storeGet(t, s, "t1", "k1")
-		if len(got) != n {
-			t.Fatalf("got %d attempts, want %d", len(got), n)
+		// Fail finalises the last one.
+		if err := s.Fail(ctx, "t1", "k1", 1, Failure{Reason: "all targets failed", TTL: time.Hour,
+			Attempt: &Attempt{N: 2, Provider: "openrouter", Outcome: "error", HTTPStatus: 502}}); err != nil {
+			t.Fatalf("Fail: %v", err)
 		}
-		for i, a := range got {
-			if a.N != i+1 || a.Fence != 1 || a.StartedAt.IsZero() {
-				t.Fatalf("attempt %d: %+v, want n=%d fence=1 and a start time", i, a, i+1)
-			}
+		// The retry's first attempt comes after them, at fence 2; nothing
+		// was left started, so nothing is abandoned.
+		res := storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), OutcomeLeader)
+		if res.Started == nil || res.Started.N != 3 || res.Started.Fence != 2 || len(res.Abandoned) != 0 {
+			t.Fatalf("restart: started %+v, abandoned %v; want attempt 3 at fence 2", res.Started, res.Abandoned)
 		}
+		_, attempts = storeGet(t, s, "t1", "k1")
+		storeWantAttempts(t, attempts,
+			Attempt{N: 1, Fence: 1, Provider: "gemini", Outcome: "timeout"},
+			Attempt{N: 2, Fence: 1, Provider: "openrouter", Outcome: "error"},
+			Attempt{N: 3, Fence: 2, Provider: "gemini", Outcome: AttemptStarted})
+		// A stale leader cannot rewrite an attempt of another fence.
+		storeWantFenced(t, "StartAttempt(fence 1)", s.StartAttempt(ctx, "t1", "k1", 1,
+			AttemptStart{Finished: &Attempt{N: 2, Outcome: "success"}, Next: Attempt{N: 3, Provider: "x"}, Lease: time.Hour}))
+		// StartAttempt extends the lease as a heartbeat does.
+		before, _ := storeGet(t, s, "t1", "k1")
+		if err := s.StartAttempt(ctx, "t1", "k1", 2, AttemptStart{
+			Finished: &Attempt{N: 3, Provider: "gemini", Outcome: "error"}, Next: Attempt{N: 4, Provider: "groq"}, Lease: 2 * time.Hour,
+		}); err != nil {
+			t.Fatalf("StartAttempt(fence 2): %v", err)
+		}
+		after, attempts := storeGet(t, s, "t1", "k1")
+		if !after.LeaseUntil.After(before.LeaseUntil) {
+			t.Fatalf("StartAttempt did not extend the lease: %v then %v", before.LeaseUntil, after.LeaseUntil)
+		}
+		storeWantAttempts(t, attempts[2:],
+			Attempt{N: 3, Fence: 2, Provider: "gemini", Outcome: "error"},
+			Attempt{N: 4, Fence: 2, Provider: "groq", Outcome: AttemptStarted})
+	})
+
+	t.Run("LedgerTakeOverAbandons", func(t *testing.T) {
+		s := open(t)
+		req := storeLedgerReq("t1", "k1", "fp1", "gemini")
+		req.Lease = storeShortLease
+		storeBeginLedger(t, s, req, OutcomeLeader)
+		if err := s.StartAttempt(ctx, "t1", "k1", 1, AttemptStart{
+			Finished: &Attempt{N: 1, Provider: "gemini", Outcome: "error"}, Next: Attempt{N: 2, Provider: "openrouter"}, Lease: storeShortLease,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(storeExpiryWait)
+		// The leader died mid-call: the take-over marks its started
+		// attempt abandoned and starts its own after it, in one transaction.
+		req = storeLedgerReq("t1", "k1", "fp1", "gemini")
+		req.Owner = "owner-b"
+		res := storeBeginLedger(t, s, req, OutcomeReclaimed)
+		if len(res.Abandoned) != 1 || res.Abandoned[0].N != 2 || res.Abandoned[0].Fence != 1 || res.Abandoned[0].Provider != "openrouter" {
+			t.Fatalf("abandoned %+v, want attempt 2 of fence 1 (openrouter)", res.Abandoned)
+		}
+		if res.Started == nil || res.Started.N != 3 || res.Started.Fence != 2 {
+			t.Fatalf("started %+v, want attempt 3 at fence 2", res.Started)
+		}
+		_, attempts := storeGet(t, s, "t1", "k1")
+		storeWantAttempts(t, attempts,
+			Attempt{N: 1, Fence: 1, Provider: "gemini", Outcome: "error"},
+			Attempt{N: 2, Fence: 1, Provider: "openrouter", Outcome: AttemptAbandoned},
+			Attempt{N: 3, Fence: 2, Provider: "gemini", Outcome: AttemptStarted})
+		if attempts[1].Error == "" {
+			t.Fatalf("an abandoned attempt says nothing: %+v", attempts[1])
+		}
+		// The dead leader's late final record is refused.
+		storeWantFenced(t, "Complete(fence 1)", s.Complete(ctx, "t1", "k1", 1, Completion{TTL: time.Hour,
+			Attempt: &Attempt{N: 2, Provider: "openrouter", Outcome: "success"}}))
+		if _, again := storeGet(t, s, "t1", "k1"); again[1].Outcome != AttemptAbandoned {
+			t.Fatalf("a fenced Complete rewrote the abandoned attempt: %+v", again[1])
+		}
+	})
+
+	t.Run("LedgerReclaimAbandons", func(t *testing.T) {
+		s := open(t)
+		for _, key := range []string{"z1", "z2"} {
+			req := storeLedgerReq("t1", key, "fp1", "gemini")
+			req.Lease = storeShortLease
+			storeBeginLedger(t, s, req, OutcomeLeader)
+		}
+		// Finished attempts are not abandoned.
+		req := storeLedgerReq("t1", "z3", "fp1", "groq")
+		req.Lease = storeShortLease
+		storeBeginLedger(t, s, req, OutcomeLeader)
+		if err := s.StartAttempt(ctx, "t1", "z3", 1, AttemptStart{
+			Finished: &Attempt{N: 1, Provider: "groq", Outcome: "timeout"}, Next: Attempt{N: 2, Provider: "openrouter"}, Lease: storeShortLease,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(storeExpiryWait)
+		r, err := s.ReclaimZombies(ctx, time.Hour, 10)
+		if err != nil || r.Tasks != 3 || r.Abandoned["gemini"] != 2 || r.Abandoned["openrouter"] != 1 || r.Abandoned["groq"] != 0 {
+			t.Fatalf("ReclaimZombies = %+v, %v; want 3 tasks, abandoned gemini 2 and openrouter 1", r, err)
+		}
+		_, attempts := storeGet(t, s, "t1", "z3")
+		storeWantAttempts(t, attempts,
+			Attempt{N: 1, Fence: 1, Provider: "groq", Outcome: "timeout"},
+			Attempt{N: 2, Fence: 1, Provider: "openrouter", Outcome: AttemptAbandoned})
+		// The client's retry starts after them; nothing is left to abandon.
+		res := storeBeginLedger(t, s, storeLedgerReq("t1", "z3", "fp1", "groq"), OutcomeLeader)
+		if res.Task.Fence != 3 || res.Started == nil || res.Started.N != 3 || len(res.Abandoned) != 0 {
+			t.Fatalf("restart after reclaim: %+v", res)
+		}
+	})
+
+	t.Run("LedgerExpiredRestartsAtOne", func(t *testing.T) {
+		s := open(t)
+		storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), OutcomeLeader)
+		c := storeCompletion(time.Millisecond)
+		c.Attempt = &Attempt{N: 1, Provider: "gemini", Outcome: "success"}
+		storeComplete(t, s, "t1", "k1", 1, c)
+		time.Sleep(storeExpiryWait)
+		res := storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp2", "groq"), OutcomeLeader)
+		if res.Started == nil || res.Started.N != 1 || res.Started.Fence != 2 {
+			t.Fatalf("restart of an expired key: started %+v, want attempt 1 at fence 2", res.Started)
+		}
+		_, attempts := storeGet(t, s, "t1", "k1")
+		storeWantAttempts(t, attempts, Attempt{N: 1, Fence: 2, Provider: "groq", Outcome: AttemptStarted})
 	})
 
 	t.Run("GetUnknown", func(t *testing.T) {
@@ -370,8 +510,8 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeComplete(t, s, "t1", "done", 1, storeCompletion(time.Hour))
 		time.Sleep(storeExpiryWait)
 
-		if n, err := s.ReclaimZombies(ctx, time.Hour, 10); err != nil || n != 1 {
-			t.Fatalf("ReclaimZombies = %d, %v; want 1", n, err)
+		if r, err := s.ReclaimZombies(ctx, time.Hour, 10); err != nil || r.Tasks != 1 {
+			t.Fatalf("ReclaimZombies = %+v, %v; want 1", r, err)
 		}
 		z, _ := storeGet(t, s, "t1", "zombie")
 		if z.Status != StatusFailed || z.Fence != 2 || z.Error != "lease expired: reclaimed" || z.ExpiresAt.IsZero() || z.LeaseOwner != "" {
@@ -384,16 +524,16 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		if d, _ := storeGet(t, s, "t1", "done"); d.Status != StatusCompleted || d.Fence != 1 {
 			t.Fatalf("a completed task was touched: %+v", d)
 		}
-		if n, err := s.ReclaimZombies(ctx, time.Hour, 10); err != nil || n != 0 {
-			t.Fatalf("second ReclaimZombies = %d, %v; want 0", n, err)
+		if r, err := s.ReclaimZombies(ctx, time.Hour, 10); err != nil || r.Tasks != 0 {
+			t.Fatalf("second ReclaimZombies = %+v, %v; want 0", r, err)
 		}
 		// max_processing: both tasks with a valid lease started more than
 		// storeShortLease ago; the limit caps each pass.
-		if n, err := s.ReclaimZombies(ctx, storeShortLease, 1); err != nil || n != 1 {
-			t.Fatalf("ReclaimZombies(limit 1) = %d, %v; want 1", n, err)
+		if r, err := s.ReclaimZombies(ctx, storeShortLease, 1); err != nil || r.Tasks != 1 {
+			t.Fatalf("ReclaimZombies(limit 1) = %+v, %v; want 1", r, err)
 		}
-		if n, err := s.ReclaimZombies(ctx, storeShortLease, 10); err != nil || n != 1 {
-			t.Fatalf("ReclaimZombies(rest) = %d, %v; want 1", n, err)
+		if r, err := s.ReclaimZombies(ctx, storeShortLease, 10); err != nil || r.Tasks != 1 {
+			t.Fatalf("ReclaimZombies(rest) = %+v, %v; want 1", r, err)
 		}
 		for _, key := range []string{"valid", "valid2"} {
 			if v, _ := storeGet(t, s, "t1", key); v.Status != StatusFailed || v.Fence != 2 {
@@ -411,14 +551,9 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		const expired = 25
 		for i := range expired {
 			key := fmt.Sprintf("old-%02d", i)
-			storeBegin(t, s, storeReq("t1", key, "fp1"), OutcomeLeader)
-			if err := s.AddAttempt(ctx, "t1", key, 1, Attempt{Provider: "p"}); err != nil {
-				t.Fatalf("AddAttempt: %v", err)
-			}
+			storeBegin(t, s, storeLedgerReq("t1", key, "fp1", "p"), OutcomeLeader)
 			if i%5 == 0 {
-				if err := s.Fail(ctx, "t1", key, 1, "boom", time.Millisecond); err != nil {
-					t.Fatalf("Fail: %v", err)
-				}
+				storeFail(t, s, "t1", key, 1, "boom", time.Millisecond)
 			} else {
 				storeComplete(t, s, "t1", key, 1, storeCompletion(time.Millisecond))
 			}
@@ -452,10 +587,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("ExpiredTaskRestarts", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
-		if err := s.AddAttempt(ctx, "t1", "k1", 1, Attempt{Provider: "p"}); err != nil {
-			t.Fatalf("AddAttempt: %v", err)
-		}
+		storeBegin(t, s, storeLedgerReq("t1", "k1", "fp1", "p"), OutcomeLeader)
 		storeComplete(t, s, "t1", "k1", 1, storeCompletion(time.Millisecond))
 		time.Sleep(storeExpiryWait)
 		// Not yet deleted by the reaper, but expired: the key is free, even
@@ -474,9 +606,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("StaleGenerationRefused", func(t *testing.T) {
 		s := open(t)
 		old := storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
-		if err := s.Fail(ctx, "t1", "k1", 1, "gone", time.Millisecond); err != nil {
-			t.Fatal(err)
-		}
+		storeFail(t, s, "t1", "k1", 1, "gone", time.Millisecond)
 		time.Sleep(storeExpiryWait)
 		if n, err := s.DeleteExpired(ctx, 10); err != nil || n != 1 {
 			t.Fatalf("DeleteExpired = %d, %v", n, err)
@@ -576,12 +706,9 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 // testStoreDurable checks that what one store wrote is there after it was
 // closed and another opened on the same data.
 func testStoreDurable(t *testing.T, s Store, reopen func() Store) {
-	ctx := context.Background()
-	storeBegin(t, s, storeReq("t1", "done", "fp1"), OutcomeLeader)
-	if err := s.AddAttempt(ctx, "t1", "done", 1, Attempt{Provider: "gemini", Outcome: "success", HTTPStatus: 200}); err != nil {
-		t.Fatalf("AddAttempt: %v", err)
-	}
+	storeBegin(t, s, storeLedgerReq("t1", "done", "fp1", "gemini"), OutcomeLeader)
 	c := storeCompletion(time.Hour)
+	c.Attempt = &Attempt{N: 1, Provider: "gemini", Outcome: "success", HTTPStatus: 200}
 	storeComplete(t, s, "t1", "done", 1, c)
 	storeBegin(t, s, storeReq("t1", "busy", "fp1"), OutcomeLeader)
 	if err := s.Close(); err != nil {

@@ -48,39 +48,80 @@ func killLeaderMidCall(t *testing.T, fake *upstreamtest.Server, cfg, key, body s
 	wg.Wait()
 }
 
-// Acceptance (issue 3, #6): the leader is SIGKILLed while the upstream is
-// still answering; after the lease runs out a retry with the same key takes
-// over with fence 2 and completes. (The store-level refusal of a late
-// fence-1 write is in dedupe's store suite.)
+// Acceptance (issue 3, #6; issue 10): the leader is SIGKILLed while the
+// upstream is still answering; after the lease runs out a retry with the
+// same key takes over with fence 2 and completes. The killed leader's
+// call, which the provider may have charged for, stays in the ledger as
+// abandoned at fence 1, before the take-over's attempt at fence 2, on
+// both stores. (The store-level refusal of a late fence-1 write is in
+// dedupe's store suite.)
 func TestKilledLeaderIsTakenOver(t *testing.T) {
-	cl := newCluster(t)
-	fake := startFake(t)
-	fake.SetBehavior("slow", upstreamtest.Behavior{FirstByteDelay: 2 * time.Second})
-	cfg := testConfig(t, fake.URL, cl.yaml(t, "")+"dedupe: {lease: 1s, wait_timeout: 20s}\n")
-	body := chatBody("slow", "kill me", false)
-	killLeaderMidCall(t, fake, cfg, "zombie-1", body)
+	for _, store := range []string{"postgres", "embedded"} {
+		t.Run(store, func(t *testing.T) {
+			fake := startFake(t)
+			fake.SetBehavior("slow", upstreamtest.Behavior{FirstByteDelay: 2 * time.Second})
+			extra := "dedupe: {lease: 1s, wait_timeout: 20s}\n"
+			if store == "postgres" {
+				extra = newCluster(t).yaml(t, "") + extra
+			}
+			// The embedded store's file (in testConfig's temporary
+			// directory) is the same for the killed process and its successor.
+			cfg := testConfig(t, fake.URL, extra)
+			body := chatBody("slow", "kill me", false)
+			killLeaderMidCall(t, fake, cfg, "zombie-1", body)
 
-	g := startGateway(t, cfg)
-	start := time.Now()
-	resp, b := post(t, g.URL, "/v1/chat/completions", body, "Idempotency-Key", "zombie-1")
-	if resp.StatusCode != 200 {
-		t.Fatalf("retry: %d %s", resp.StatusCode, b)
+			g := startGateway(t, cfg)
+			start := time.Now()
+			resp, b := post(t, g.URL, "/v1/chat/completions", body, "Idempotency-Key", "zombie-1")
+			if resp.StatusCode != 200 {
+				t.Fatalf("retry: %d %s", resp.StatusCode, b)
+			}
+			t.Logf("take-over answered after %v", time.Since(start))
+			_, task := adminTask(t, g.URL, "zombie-1", "team-a")
+			if task["status"] != "completed" || task["fence"].(float64) != 2 {
+				t.Fatalf("task after take-over: %v", task)
+			}
+			checkAbandonedLedger(t, task, "success")
+			if fake.CallsForKey("zombie-1") != 2 {
+				t.Fatalf("upstream calls = %d, want 2 (the killed one and the take-over)", fake.CallsForKey("zombie-1"))
+			}
+			m := scrape(t, g.URL)
+			if !strings.Contains(m, `gateway_dedupe_total{outcome="reclaimed"} 1`) ||
+				!strings.Contains(m, `gateway_attempts_abandoned_total{provider="fake"} 1`) {
+				t.Fatalf("reclaim or abandoned attempt not counted:\n%s", m)
+			}
+			// The completed task now replays.
+			r2, b2 := post(t, g.URL, "/v1/chat/completions", body, "Idempotency-Key", "zombie-1")
+			if r2.Header.Get("Idempotent-Replayed") != "true" || string(b2) != string(b) {
+				t.Fatalf("no replay after take-over")
+			}
+		})
 	}
-	t.Logf("take-over answered after %v", time.Since(start))
-	_, task := adminTask(t, g.URL, "zombie-1", "team-a")
-	if task["status"] != "completed" || task["fence"].(float64) != 2 {
-		t.Fatalf("task after take-over: %v", task)
+}
+
+// checkAbandonedLedger checks the attempt log of a task whose fence-1
+// leader died mid-call: its attempt abandoned at fence 1, then (with a
+// non-empty next) the take-over's at fence 2 with that outcome.
+func checkAbandonedLedger(t *testing.T, task map[string]any, next string) {
+	t.Helper()
+	attempts, _ := task["attempts"].([]any)
+	want := 1
+	if next != "" {
+		want = 2
 	}
-	if fake.CallsForKey("zombie-1") != 2 {
-		t.Fatalf("upstream calls = %d, want 2 (the killed one and the take-over)", fake.CallsForKey("zombie-1"))
+	if len(attempts) != want {
+		t.Fatalf("attempts %v, want %d", attempts, want)
 	}
-	if !strings.Contains(scrape(t, g.URL), `gateway_dedupe_total{outcome="reclaimed"} 1`) {
-		t.Fatalf("reclaim not counted")
+	a1, _ := attempts[0].(map[string]any)
+	if a1["n"] != 1.0 || a1["fence"] != 1.0 || a1["outcome"] != "abandoned" || a1["provider"] != "fake" || a1["error"] == "" {
+		t.Fatalf("attempt 1 = %v, want the killed leader's call abandoned at fence 1", a1)
 	}
-	// The completed task now replays.
-	r2, b2 := post(t, g.URL, "/v1/chat/completions", body, "Idempotency-Key", "zombie-1")
-	if r2.Header.Get("Idempotent-Replayed") != "true" || string(b2) != string(b) {
-		t.Fatalf("no replay after take-over")
+	if next == "" {
+		return
+	}
+	a2, _ := attempts[1].(map[string]any)
+	if a2["n"] != 2.0 || a2["fence"] != 2.0 || a2["outcome"] != next {
+		t.Fatalf("attempt 2 = %v, want the take-over's at fence 2, %s", a2, next)
 	}
 }
 
@@ -98,8 +139,11 @@ func TestReaperReclaimsZombie(t *testing.T) {
 		_, task := adminTask(t, g.URL, "zombie-2", "team-a")
 		return task["status"] == "failed" && task["fence"].(float64) == 2
 	})
-	if !strings.Contains(scrape(t, g.URL), "gateway_zombies_reclaimed_total 1") {
-		t.Fatalf("reaper reclaim not counted:\n%s", scrape(t, g.URL))
+	_, task := adminTask(t, g.URL, "zombie-2", "team-a")
+	checkAbandonedLedger(t, task, "")
+	if m := scrape(t, g.URL); !strings.Contains(m, "gateway_zombies_reclaimed_total 1") ||
+		!strings.Contains(m, `gateway_attempts_abandoned_total{provider="fake"} 1`) {
+		t.Fatalf("reaper reclaim or abandoned attempt not counted:\n%s", m)
 	}
 	if fake.CallsForKey("zombie-2") != 1 {
 		t.Fatalf("the reaper called upstream")

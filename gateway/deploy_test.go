@@ -301,6 +301,7 @@ func TestDeployFilesParse(t *testing.T) {
 		"gateway_store_errors_total",
 		"gateway_lock_degraded_total",
 		"gateway_tasks_expired_total",
+		"gateway_attempts_abandoned_total",
 		"gateway_store_table_bytes",
 		"gateway_store_dead_tuples",
 		"gateway_store_oldest_processing_seconds",

@@ -379,6 +379,7 @@ var contractMetrics = []contractMetric{
 	{"gateway_store_errors_total", false, "op,store"},
 	{"gateway_lock_degraded_total", false, ""},
 	{"gateway_tasks_expired_total", false, ""},
+	{"gateway_attempts_abandoned_total", false, "provider"},
 	{"gateway_store_table_bytes", false, "table"},
 	{"gateway_store_dead_tuples", false, "table"},
 	{"gateway_store_oldest_processing_seconds", false, ""},
@@ -450,6 +451,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		min      float64
 	}{
 		{"g1", "gateway_zombies_reclaimed_total", nil, 1},
+		{"g1", "gateway_attempts_abandoned_total", map[string]string{"provider": "fake"}, 1},
 		{"g3", "gateway_store_errors_total", map[string]string{"store": "record"}, 1},
 		{"g3", "gateway_lock_degraded_total", nil, 1},
 		{"g4", "gateway_tasks_expired_total", nil, 1},

@@ -28,14 +28,22 @@ func recordedAttempt(a upstreams.Attempt) dedupe.Attempt {
 	}
 }
 
-// recordAttempts stores the chain's attempts under the ticket's fence.
-func (s *Server) recordAttempts(t *dedupe.Ticket, as []upstreams.Attempt) {
+// ticketLedger is the chain's upstreams.Ledger over a leader's ticket:
+// each attempt is in the record before its call goes out.
+type ticketLedger struct{ t *dedupe.Ticket }
+
+func (l ticketLedger) Start(a upstreams.Attempt) error {
+	return l.t.StartAttempt(context.Background(), recordedAttempt(a))
+}
+
+func (l ticketLedger) Finish(a upstreams.Attempt) { l.t.FinishAttempt(recordedAttempt(a)) }
+
+// ledgerOf is the chain's ledger of a ticket (none without one).
+func ledgerOf(t *dedupe.Ticket) upstreams.Ledger {
 	if t == nil {
-		return
+		return nil
 	}
-	for _, a := range as {
-		_ = t.AddAttempt(context.Background(), recordedAttempt(a))
-	}
+	return ticketLedger{t}
 }
 
 func (s *Server) fail(t *dedupe.Ticket, reason string) {

@@ -127,6 +127,7 @@ func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error 
 	p.req.Fingerprint = dedupe.Fingerprint(append([]byte(p.path+"\n"), canon...))
 	p.req.Stream = p.stream
 	p.req.Model = c.route
+	p.req.First = recordedAttempt(p.chain.FirstAttempt(p.model))
 	c.keyHash = p.req.KeyHash
 	return nil
 }

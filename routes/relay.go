@@ -21,7 +21,9 @@ func (s *Server) lead(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 	if t != nil {
 		t.OnLost(cancel)
 	}
-	res, err := p.chain.Do(upCtx, upstreamRequest(p))
+	req := upstreamRequest(p)
+	req.Ledger = ledgerOf(t)
+	res, err := p.chain.Do(upCtx, req)
 	c.attempts, c.provider = len(res.Attempts), res.Provider
 	if t != nil {
 		ctx.Response.Header.Set("Idempotent-Replayed", "false")
@@ -31,7 +33,6 @@ func (s *Server) lead(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 		return nil
 	}
 	defer cancel()
-	s.recordAttempts(t, res.Attempts)
 	if err != nil {
 		s.fail(t, err.Error())
 		return chainError(err, len(res.Attempts))
@@ -70,6 +71,15 @@ func setUpstreamHeaders(ctx *fasthttp.RequestCtx, res *upstreams.Result) {
 // chainError is the client's answer when every target failed: the last
 // upstream 5xx, 504 after a timeout, else 502 (DESIGN.md section 5).
 func chainError(err error, attempts int) *APIError {
+	if errors.Is(err, upstreams.ErrNotRecorded) {
+		// The record store refused the attempt's row (or the task was
+		// taken over): nothing went out for it.
+		e := &APIError{Status: 503, Type: "api_error", Code: "store_unavailable",
+			Message: "the attempt could not be recorded, so it was not sent upstream", Cause: err,
+			Headers: retryHeaders(1000)}
+		e.Headers["X-Gateway-Attempts"] = strconv.Itoa(attempts)
+		return e
+	}
 	status := 502
 	var ue *upstreams.Error
 	if errors.As(err, &ue) {
@@ -144,7 +154,6 @@ func (s *Server) pump(c *call, t *dedupe.Ticket, res *upstreams.Result, cancel c
 		t.Publish(ev)
 	}
 	c.usage = recordedUsage(res.Stream.Usage())
-	s.recordAttempts(t, res.Attempts)
 	if cut != nil {
 		s.fail(t, cut.Error())
 		c.err = cut

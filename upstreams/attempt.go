@@ -75,6 +75,19 @@ type attempt struct {
 	label  string // the model metric label: the target's configured model, else the route's
 	body   []byte // the client's body with model rewritten for the target
 	status int    // the upstream HTTP status, once one answered
+	ledger Ledger // nil: attempts are not recorded as they happen
+}
+
+// Ledger records a chain's attempts as they happen. upstreams does not
+// import dedupe: routes adapts the task's record to it.
+type Ledger interface {
+	// Start is called before an attempt's call goes out, with its record
+	// (outcome started). An error keeps the call from going out, and the
+	// chain stops with ErrNotRecorded.
+	Start(a Attempt) error
+	// Finish is called once the attempt ended (any outcome), with its
+	// final record; a stream's attempt ends with the stream.
+	Finish(a Attempt)
 }
 
 // try is one attempt's life: send to the target, wait for the first byte,
@@ -84,6 +97,12 @@ func (c *Chain) try(ctx context.Context, t Target, req Request, res *Result) (ne
 	a, e := c.newAttempt(t, req, res)
 	if e != nil {
 		return false, e
+	}
+	if a.ledger != nil {
+		if err := a.ledger.Start(*a.record()); err != nil {
+			res.Attempts = res.Attempts[:a.idx]
+			return false, &Error{Provider: t.Provider.Name, Err: fmt.Errorf("%w: %w", ErrNotRecorded, err)}
+		}
 	}
 	rep, e := t.Provider.do(ctx, Call{Path: req.Path, Body: a.body, Stream: req.Stream, IdempotencyKey: req.IdempotencyKey}, a.record().Start)
 	if e != nil {
@@ -102,7 +121,7 @@ func (c *Chain) try(ctx context.Context, t Target, req Request, res *Result) (ne
 
 // newAttempt rewrites the body for t and opens the attempt's record.
 func (c *Chain) newAttempt(t Target, req Request, res *Result) (*attempt, *Error) {
-	a := &attempt{chain: c, target: t, res: res, model: req.Model, label: t.Model, body: req.Body}
+	a := &attempt{chain: c, target: t, res: res, model: req.Model, label: t.Model, body: req.Body, ledger: req.Ledger}
 	if t.Model != "" {
 		// json.Marshal, not strconv.Quote: Go's \x escapes are not JSON.
 		quoted, err := json.Marshal(t.Model)
@@ -164,6 +183,9 @@ func (a *attempt) finish(err *Error, u Usage) {
 		r.Error = err.Error()
 	}
 	a.chain.metrics.attempt(r, a.label, a.chain.price(a.label))
+	if a.ledger != nil {
+		a.ledger.Finish(*r)
+	}
 }
 
 func (a *attempt) record() *Attempt { return &a.res.Attempts[a.idx] }

@@ -51,6 +51,9 @@ type Request struct {
 	Model          string
 	Stream         bool
 	IdempotencyKey string
+	// Ledger, when set, records each attempt before its call goes out and
+	// when it ends (the dedupe record of the task, DESIGN.md section 3).
+	Ledger Ledger
 }
 
 // Result is the answer of the target that answered. For a final upstream
@@ -66,6 +69,20 @@ type Result struct {
 	Stream      *Stream
 	Usage       Usage
 	Attempts    []Attempt
+}
+
+// FirstAttempt is the attempt the chain makes first for a client's model
+// (the provider and the model sent to it), so that a ledger can record it
+// before the chain runs; zero when the route has no targets.
+func (c *Chain) FirstAttempt(model string) Attempt {
+	if len(c.Targets) == 0 {
+		return Attempt{}
+	}
+	t := c.Targets[0]
+	if t.Model != "" {
+		model = t.Model
+	}
+	return Attempt{Provider: t.Provider.Name, Model: model, Outcome: OutcomeStarted}
 }
 
 // Do calls the targets in order until one answers with a 2xx or a

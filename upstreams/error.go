@@ -41,4 +41,8 @@ var (
 	ErrFirstByteTimeout = errors.New("upstreams: first byte timeout")
 	// ErrAttemptTimeout: the whole attempt ran past its timeout.
 	ErrAttemptTimeout = errors.New("upstreams: attempt timeout")
+	// ErrNotRecorded: the ledger could not record an attempt, so its call
+	// did not go out (a call that is not in the record could be paid for
+	// twice, or never reconciled).
+	ErrNotRecorded = errors.New("upstreams: the attempt could not be recorded; it was not sent")
 )
