@@ -11,7 +11,7 @@ import (
 // log line (the canned upstream allocates nothing). The hot path is held to
 // it so that a change that adds allocations to every request fails here
 // first; lower it when an optimisation lands.
-const proxyOffAllocBudget = 80
+const proxyOffAllocBudget = 55
 
 func TestProxyOffAllocations(t *testing.T) {
 	h := offServer(t)
