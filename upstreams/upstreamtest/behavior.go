@@ -54,6 +54,13 @@ type Behavior struct {
 	// CompletionTokens is the reported completion token count. 0 means the
 	// number of chunks for a stream, or the number of words of the content otherwise.
 	CompletionTokens int
+	// ToolName, when set, makes a chat or Anthropic messages answer a call
+	// of this tool instead of text: tool_calls (finish_reason tool_calls)
+	// or a tool_use block (stop_reason tool_use). A stream splits
+	// ToolInput across its chunks as argument fragments.
+	ToolName string
+	// ToolInput is the tool call's input, a JSON object; "" means {}.
+	ToolInput string
 }
 
 // conventionFor returns the behavior implied by a model name, for demos

@@ -40,6 +40,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.handlers.Done()
 
+	if isAnthropicPath(r.URL.Path) {
+		s.serveAnthropic(w, r)
+		return
+	}
 	if r.URL.Path == "/v1/models" && r.Method == http.MethodGet {
 		s.serveModels(w)
 		return
@@ -113,6 +117,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // chat answers POST /v1/chat/completions.
 func (c *call) chat(stream bool) {
+	if c.b.ToolName != "" {
+		c.chatTool(stream)
+		return
+	}
 	if stream {
 		c.stream(chatChunks{})
 		return

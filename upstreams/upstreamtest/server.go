@@ -1,5 +1,7 @@
 // Package upstreamtest is a fake OpenAI-compatible upstream served over real
-// HTTP on loopback, for the gateway's tests, demo and benchmarks.
+// HTTP on loopback, for the gateway's tests, demo and benchmarks. It also
+// speaks Anthropic's Messages API (POST /v1/messages and
+// /v1/messages/count_tokens, see AnthropicURL), scripted the same way.
 //
 // Each upstream model can be scripted with a Behavior: error statuses,
 // first-byte delays, hangs, streams with pauses and connections dropped
