@@ -1,6 +1,9 @@
 package dialect
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // Events go in and out in the form upstreams.Stream.Next returns them:
 // the lines of one SSE event without the blank line that ends it. The
@@ -49,4 +52,29 @@ func namedEvent(name string, payload []byte) []byte {
 	out = append(out, name...)
 	out = append(out, "\ndata: "...)
 	return append(out, payload...)
+}
+
+var (
+	messageStopMarker = []byte(`message_stop`)
+	errorMarker       = []byte(`error`)
+)
+
+// MessagesStreamEnd reports whether the data of an Anthropic stream event
+// ends its stream: message_stop, or an error event. An Anthropic stream
+// has no [DONE]; one whose connection closes before either was cut, which
+// the gateway must know when it forwards such a stream untranslated.
+func MessagesStreamEnd(data []byte) bool {
+	if !bytes.Contains(data, messageStopMarker) && !bytes.Contains(data, errorMarker) {
+		return false
+	}
+	if checkJSON(data, MaxEventBytes) != nil {
+		return false
+	}
+	var ev struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(data, &ev) != nil {
+		return false
+	}
+	return ev.Type == "message_stop" || ev.Type == "error"
 }

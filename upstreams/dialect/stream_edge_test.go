@@ -167,3 +167,18 @@ func joinEvents(evs [][]byte) []byte {
 	}
 	return b
 }
+
+func TestMessagesStreamEnd(t *testing.T) {
+	f := func(data string, want bool) {
+		t.Helper()
+		if got := MessagesStreamEnd([]byte(data)); got != want {
+			t.Fatalf("%s: want %v, got %v", data, want, got)
+		}
+	}
+	f(`{"type":"message_stop"}`, true)
+	f(`{ "type" : "error", "error": {"type":"overloaded_error","message":"Overloaded"}}`, true)
+	f(`{"index":0,"type":"content_block_delta","delta":{"type":"text_delta","text":"\"type\":\"message_stop\" error"}}`, false)
+	f(`{"type":"message_delta","delta":{"stop_reason":"end_turn"}}`, false)
+	f(`{"type":"message_stop"`, false)
+	f(`[DONE]`, false)
+}
