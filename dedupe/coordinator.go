@@ -142,9 +142,9 @@ func (c *Coordinator) Lease() time.Duration { return c.opts.Lease }
 // Store returns the record store.
 func (c *Coordinator) Store() Store { return c.store }
 
-// Count adds one to gateway_dedupe_total{outcome}.
-func (c *Coordinator) Count(outcome string) {
-	c.set.GetOrCreateCounter(`gateway_dedupe_total{outcome="` + outcome + `"}`).Inc()
+// count adds one to gateway_dedupe_total{outcome}; Begin is its only caller.
+func (c *Coordinator) count(d Decision) {
+	c.set.GetOrCreateCounter(`gateway_dedupe_total{outcome="` + d.String() + `"}`).Inc()
 }
 
 func (c *Coordinator) storeError(op string, err error) error {
@@ -179,50 +179,65 @@ type Request struct {
 	// that its SDK retries find it, but it never replays or waits for an
 	// earlier request (an identical "regenerate" is a new generation).
 	Fresh bool
+	// BypassOnStoreError (on_store_error: open): a store failure gives a
+	// DecisionBypassed ticket carrying the failure instead of an ErrStore
+	// error.
+	BypassOnStoreError bool
 	// First is the attempt the request makes first if it leads (provider
 	// and model of the route's first target): Begin writes it as started,
 	// and the ticket then keeps the attempt ledger (StartAttempt).
 	First Attempt
 }
 
-// Kind says what a ticket's holder must do.
-type Kind int
-
-// Ticket kinds.
-const (
-	// KindLead: call upstream, then Complete or Fail.
-	KindLead Kind = iota + 1
-	// KindReplay: send Task.Response.
-	KindReplay
-	// KindJoin: follow the leader's live stream (Join).
-	KindJoin
-	// KindBypass: call upstream without a record (a fresh first try
-	// while an identical one is still running).
-	KindBypass
-)
-
-// Ticket is the decision for one request.
+// Ticket is the decision for one request and what its holder needs to
+// carry it out.
 type Ticket struct {
-	Kind Kind
-	// Task is the record as seen at the decision (for KindReplay it holds
-	// the response).
+	// Decision says what the holder must do: DecisionNew or
+	// DecisionReclaimed, lead (call upstream, then Complete or Fail);
+	// DecisionReplayed, send Task.Response; DecisionJoined, follow the
+	// leader's live stream (Join); DecisionBypassed, call upstream without
+	// a record.
+	Decision Decision
+	// Task is the record as seen at the decision (for DecisionReplayed it
+	// holds the response).
 	Task Task
-	// Reclaimed: the leader took over a zombie.
-	Reclaimed bool
+	// StoreErr is the store failure behind a DecisionBypassed ticket of a
+	// BypassOnStoreError request (nil otherwise), for the log.
+	StoreErr error
 
 	lead *leader
 }
+
+// Leads reports whether the holder leads the task: it must Complete or
+// Fail it.
+func (t *Ticket) Leads() bool { return t.lead != nil }
 
 func (c *Coordinator) ctx(parent context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, c.opts.OpTimeout)
 }
 
-// Begin decides what the request does: lead, replay, join, or fail with
-// ErrMismatch, ErrInProgress, ErrTooLarge or an ErrStore error. A
-// non-stream duplicate of a running task waits (woken by the notifier, and
-// re-checking the store at a slow pace in case a wake-up is lost) until it
-// can replay, lead a retry or take over a zombie.
+// Begin decides what the request does: lead, replay, join, bypass, or
+// fail with ErrMismatch, ErrInProgress, ErrTooLarge or an ErrStore error.
+// A non-stream duplicate of a running task waits (woken by the notifier,
+// and re-checking the store at a slow pace in case a wake-up is lost)
+// until it can replay, lead a retry or take over a zombie. Every decision
+// is counted here, once.
 func (c *Coordinator) Begin(ctx context.Context, r Request) (*Ticket, error) {
+	t, err := c.decide(ctx, r)
+	if err != nil && r.BypassOnStoreError && errors.Is(err, ErrStore) {
+		t, err = &Ticket{Decision: DecisionBypassed, StoreErr: err}, nil
+	}
+	switch {
+	case t != nil:
+		c.count(t.Decision)
+	case DecisionOf(err) != DecisionNone:
+		c.count(DecisionOf(err))
+	}
+	return t, err
+}
+
+// decide makes Begin's decision.
+func (c *Coordinator) decide(ctx context.Context, r Request) (*Ticket, error) {
 	deadline := time.Now().Add(c.opts.WaitTimeout)
 	var wake <-chan struct{}
 	var localWake <-chan struct{}
@@ -243,16 +258,13 @@ func (c *Coordinator) Begin(ctx context.Context, r Request) (*Ticket, error) {
 		if r.Fresh {
 			// An identical first try is running: this one is a new
 			// generation too, but the record belongs to the other.
-			c.Count("bypassed")
-			return &Ticket{Kind: KindBypass}, nil
+			return &Ticket{Decision: DecisionBypassed}, nil
 		}
 		if c.opts.Reject {
-			c.Count("conflict")
 			return nil, ErrInProgress
 		}
 		if r.Stream && inflight.Fence > 0 {
-			c.Count("joined")
-			return &Ticket{Kind: KindJoin, Task: inflight}, nil
+			return &Ticket{Decision: DecisionJoined, Task: inflight}, nil
 		}
 		if wake == nil && localWake == nil {
 			// Subscribe, then check again: a completion between the check
@@ -262,7 +274,6 @@ func (c *Coordinator) Begin(ctx context.Context, r Request) (*Ticket, error) {
 		}
 		remaining := time.Until(deadline)
 		if remaining <= 0 {
-			c.Count("conflict")
 			return nil, ErrInProgress
 		}
 		// Without a lost wake-up the notifier ends the wait; the slow
@@ -345,26 +356,23 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 		c.release(lock)
 		return nil, Task{}, c.storeError("begin", err)
 	}
-	switch res.Outcome {
-	case OutcomeLeader, OutcomeReclaimed:
-		reclaimed := res.Outcome == OutcomeReclaimed
-		if reclaimed {
-			c.Count("reclaimed")
+	switch res.Verdict {
+	case VerdictLeader, VerdictReclaimed:
+		d := DecisionNew
+		if res.Verdict == VerdictReclaimed {
+			d = DecisionReclaimed
 			c.set.GetOrCreateCounter(`gateway_zombies_reclaimed_total`).Inc()
-		} else {
-			c.Count("new")
 		}
 		for _, a := range res.Abandoned {
 			c.countAbandoned(a.Provider, 1)
 		}
-		return &Ticket{Kind: KindLead, Task: res.Task, Reclaimed: reclaimed, lead: c.newLeader(r, res.Task, res.Started, lock)}, Task{}, nil
-	case OutcomeCompleted:
+		return &Ticket{Decision: d, Task: res.Task, lead: c.newLeader(r, res.Task, res.Started, lock)}, Task{}, nil
+	case VerdictCompleted:
 		c.release(lock)
 		t, err := c.replay(res.Task)
 		return t, Task{}, err
-	case OutcomeMismatch:
+	case VerdictMismatch:
 		c.release(lock)
-		c.Count("mismatch")
 		return nil, Task{}, ErrMismatch
 	default:
 		c.release(lock)
@@ -386,7 +394,6 @@ func (c *Coordinator) inspect(ctx context.Context, r Request) (*Ticket, Task, er
 		r.MaxAge > 0 && task.Status != StatusProcessing && time.Since(task.UpdatedAt) > r.MaxAge:
 		return nil, Task{}, nil
 	case task.Fingerprint != r.Fingerprint:
-		c.Count("mismatch")
 		return nil, Task{}, ErrMismatch
 	case task.Status == StatusCompleted:
 		t, err := c.replay(task)
@@ -401,11 +408,9 @@ func (c *Coordinator) inspect(ctx context.Context, r Request) (*Ticket, Task, er
 
 func (c *Coordinator) replay(task Task) (*Ticket, error) {
 	if task.TooLarge || task.Response == nil {
-		c.Count("conflict")
 		return nil, ErrTooLarge
 	}
-	c.Count("replayed")
-	return &Ticket{Kind: KindReplay, Task: task}, nil
+	return &Ticket{Decision: DecisionReplayed, Task: task}, nil
 }
 
 // CountSaved counts the usage a replay or join did not pay for again;

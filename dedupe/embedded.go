@@ -274,7 +274,7 @@ func (s *Embedded) Begin(ctx context.Context, req BeginRequest) (BeginResult, er
 				Status: StatusProcessing, Fence: 1, LeaseOwner: req.Owner, LeaseUntil: now.Add(req.Lease),
 				Stream: req.Stream, Model: req.Model, CreatedAt: now, UpdatedAt: now, StartedAt: now,
 			}
-			res = BeginResult{Outcome: OutcomeLeader, Task: t}
+			res = BeginResult{Verdict: VerdictLeader, Task: t}
 			if err := e.put(key, nil, t); err != nil {
 				return err
 			}
@@ -288,13 +288,13 @@ func (s *Embedded) Begin(ctx context.Context, req BeginRequest) (BeginResult, er
 		t := old
 		switch decideBegin(old, req.Fingerprint, expired, zombie, req.Fresh) {
 		case actMismatch:
-			res = BeginResult{Outcome: OutcomeMismatch, Task: mismatched(old)}
+			res = BeginResult{Verdict: VerdictMismatch, Task: mismatched(old)}
 			return nil
 		case actReplay:
-			res = BeginResult{Outcome: OutcomeCompleted, Task: replayable(old)}
+			res = BeginResult{Verdict: VerdictCompleted, Task: replayable(old)}
 			return nil
 		case actInFlight:
-			res = BeginResult{Outcome: OutcomeInFlight, Task: old}
+			res = BeginResult{Verdict: VerdictInFlight, Task: old}
 			return nil
 		case actRestartExpired:
 			// Same as Postgres: a new task that keeps counting fences,
@@ -303,16 +303,16 @@ func (s *Embedded) Begin(ctx context.Context, req BeginRequest) (BeginResult, er
 			if err := e.deleteAttempts(key); err != nil {
 				return err
 			}
-			res.Outcome = OutcomeLeader
+			res.Verdict = VerdictLeader
 		case actRestartFailed:
 			t.Error = ""
-			res.Outcome = OutcomeLeader
+			res.Verdict = VerdictLeader
 		case actTakeOver:
-			res.Outcome = OutcomeReclaimed
+			res.Verdict = VerdictReclaimed
 		default:
 			panic("BUG: unknown begin action")
 		}
-		if res.Outcome != OutcomeReclaimed {
+		if res.Verdict != VerdictReclaimed {
 			// A restart (not a take-over) may change how the task is served.
 			t.Stream, t.Model = req.Stream, req.Model
 		}

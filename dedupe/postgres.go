@@ -240,7 +240,7 @@ func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, er
 			req.Tenant, req.KeyHash, req.Fingerprint, req.Owner, lease, req.Stream, req.Model,
 			req.First.Provider, req.First.Model))
 		if err == nil {
-			res := BeginResult{Outcome: OutcomeLeader, Task: t}
+			res := BeginResult{Verdict: VerdictLeader, Task: t}
 			if req.First.Provider != "" {
 				a := startedAttempt(req.First, 1, 1, t.StartedAt)
 				res.Started = &a
@@ -263,25 +263,25 @@ func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, er
 		var (
 			q       string
 			args    []any
-			outcome Outcome
+			verdict Verdict
 		)
 		switch decideBegin(t, req.Fingerprint, expired, zombie, req.Fresh) {
 		case actMismatch:
-			return BeginResult{Outcome: OutcomeMismatch, Task: mismatched(t)}, nil
+			return BeginResult{Verdict: VerdictMismatch, Task: mismatched(t)}, nil
 		case actReplay:
-			return BeginResult{Outcome: OutcomeCompleted, Task: replayable(t)}, nil
+			return BeginResult{Verdict: VerdictCompleted, Task: replayable(t)}, nil
 		case actInFlight:
-			return BeginResult{Outcome: OutcomeInFlight, Task: t}, nil
+			return BeginResult{Verdict: VerdictInFlight, Task: t}, nil
 		case actRestartExpired:
 			q, args = sqlRestartExpired, []any{id, t.Fence,
 				req.Fingerprint, req.Stream, req.Model, req.Owner, lease, req.Fresh || expired}
-			outcome = OutcomeLeader
+			verdict = VerdictLeader
 		case actRestartFailed:
 			q, args = sqlRestartFailed, []any{id, t.Fence, req.Stream, req.Model, req.Owner, lease}
-			outcome = OutcomeLeader
+			verdict = VerdictLeader
 		case actTakeOver:
 			q, args = sqlTakeOver, []any{id, t.Fence, req.Owner, lease, maxProc}
-			outcome = OutcomeReclaimed
+			verdict = VerdictReclaimed
 		default:
 			panic("BUG: unknown begin action")
 		}
@@ -292,7 +292,7 @@ func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, er
 		if !ok {
 			continue // another gateway changed the row first: look again
 		}
-		res.Outcome = outcome
+		res.Verdict = verdict
 		return res, nil
 	}
 	return BeginResult{}, fmt.Errorf("the task kept changing under %d attempts to decide", beginRetries)

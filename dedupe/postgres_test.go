@@ -118,7 +118,7 @@ func TestPostgresHeartbeatTouchesNoIndexedColumn(t *testing.T) {
 	}
 
 	// And Postgres agrees: the heartbeats of a task are counted as HOT.
-	storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
+	storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 	const beats = 50
 	for range beats {
 		if err := s.Heartbeat(ctx, "t1", "k1", 1, time.Hour); err != nil {

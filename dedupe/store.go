@@ -87,23 +87,25 @@ type Attempt struct {
 	Usage      Usage     `json:"usage"`
 }
 
-// Outcome says what Begin decided.
-type Outcome int
+// Verdict is what Store.Begin found for a key: the state of its row, which
+// the coordinator turns into a Decision for the request (an in-flight
+// verdict becomes a wait, a join, a conflict or a bypass).
+type Verdict int
 
-// Begin outcomes.
+// Begin verdicts.
 const (
-	// OutcomeLeader: a new task was inserted (fence 1) or a failed or
+	// VerdictLeader: a new task was inserted (fence 1) or a failed or
 	// expired one restarted (fence+1); the caller must call upstream.
-	OutcomeLeader Outcome = iota + 1
-	// OutcomeReclaimed: a zombie (processing, lease expired or past
+	VerdictLeader Verdict = iota + 1
+	// VerdictReclaimed: a zombie (processing, lease expired or past
 	// max_processing) was taken over with fence+1; the caller is leader.
-	OutcomeReclaimed
-	// OutcomeCompleted: the task is completed with the same fingerprint; replay it.
-	OutcomeCompleted
-	// OutcomeInFlight: another leader holds a valid lease.
-	OutcomeInFlight
-	// OutcomeMismatch: the key exists with a different fingerprint; nothing was changed.
-	OutcomeMismatch
+	VerdictReclaimed
+	// VerdictCompleted: the task is completed with the same fingerprint; replay it.
+	VerdictCompleted
+	// VerdictInFlight: another leader holds a valid lease.
+	VerdictInFlight
+	// VerdictMismatch: the key exists with a different fingerprint; nothing was changed.
+	VerdictMismatch
 )
 
 // BeginRequest is the input of Store.Begin.
@@ -135,10 +137,10 @@ type BeginRequest struct {
 	First Attempt
 }
 
-// BeginResult is the output of Store.Begin. Task is the row after the
-// decision (for OutcomeLeader/Reclaimed, Task.Fence is the caller's fence).
+// BeginResult is the output of Store.Begin. Task is the row after
+// Begin (for VerdictLeader/VerdictReclaimed, Task.Fence is the caller's fence).
 type BeginResult struct {
-	Outcome Outcome
+	Verdict Verdict
 	Task    Task
 	// Started is the attempt Begin wrote as started (BeginRequest.First
 	// with its N and fence), nil when it wrote none.
@@ -172,7 +174,7 @@ type Completion struct {
 // carries its fence and returns ErrFenced when it is stale.
 type Store interface {
 	// Begin atomically inserts a processing task or decides what to do
-	// with the existing one (see Outcome).
+	// with the existing one (see Verdict).
 	Begin(ctx context.Context, req BeginRequest) (BeginResult, error)
 	// Heartbeat extends the lease of a processing task held at fence.
 	Heartbeat(ctx context.Context, tenant, keyHash string, fence int64, lease time.Duration) error

@@ -31,14 +31,14 @@ func storeReq(tenant, keyHash, fingerprint string) BeginRequest {
 	}
 }
 
-func storeBegin(t *testing.T, s Store, req BeginRequest, want Outcome) Task {
+func storeBegin(t *testing.T, s Store, req BeginRequest, want Verdict) Task {
 	t.Helper()
 	res, err := s.Begin(context.Background(), req)
 	if err != nil {
 		t.Fatalf("Begin(%s/%s): %v", req.Tenant, req.KeyHash, err)
 	}
-	if res.Outcome != want {
-		t.Fatalf("Begin(%s/%s): outcome %d, want %d (task %+v)", req.Tenant, req.KeyHash, res.Outcome, want, res.Task)
+	if res.Verdict != want {
+		t.Fatalf("Begin(%s/%s): verdict %d, want %d (task %+v)", req.Tenant, req.KeyHash, res.Verdict, want, res.Task)
 	}
 	return res.Task
 }
@@ -74,14 +74,14 @@ func storeLedgerReq(tenant, keyHash, fingerprint, provider string) BeginRequest 
 }
 
 // storeBeginLedger is storeBegin returning the whole result.
-func storeBeginLedger(t *testing.T, s Store, req BeginRequest, want Outcome) BeginResult {
+func storeBeginLedger(t *testing.T, s Store, req BeginRequest, want Verdict) BeginResult {
 	t.Helper()
 	res, err := s.Begin(context.Background(), req)
 	if err != nil {
 		t.Fatalf("Begin(%s/%s): %v", req.Tenant, req.KeyHash, err)
 	}
-	if res.Outcome != want {
-		t.Fatalf("Begin(%s/%s): outcome %d, want %d (task %+v)", req.Tenant, req.KeyHash, res.Outcome, want, res.Task)
+	if res.Verdict != want {
+		t.Fatalf("Begin(%s/%s): verdict %d, want %d (task %+v)", req.Tenant, req.KeyHash, res.Verdict, want, res.Task)
 	}
 	return res
 }
@@ -129,7 +129,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		s := open(t)
 		req := storeReq("t1", "k1", "fp1")
 		req.Stream = true
-		task := storeBegin(t, s, req, OutcomeLeader)
+		task := storeBegin(t, s, req, VerdictLeader)
 		if task.Fence != 1 || task.Status != StatusProcessing || task.LeaseOwner != "owner-a" ||
 			task.LeaseUntil.IsZero() || !task.ExpiresAt.IsZero() || !task.Stream || task.Model != "content-writer" {
 			t.Fatalf("unexpected new task: %+v", task)
@@ -146,7 +146,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		var (
 			wg       sync.WaitGroup
 			start    = make(chan struct{})
-			outcomes = make([]Outcome, n)
+			verdicts = make([]Verdict, n)
 			errs     = make([]error, n)
 		)
 		for i := range n {
@@ -155,30 +155,30 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 				req := storeReq("t1", "k1", "fp1")
 				req.Owner = fmt.Sprintf("owner-%d", i)
 				res, err := s.Begin(ctx, req)
-				outcomes[i], errs[i] = res.Outcome, err
+				verdicts[i], errs[i] = res.Verdict, err
 			})
 		}
 		close(start)
 		wg.Wait()
-		counts := map[Outcome]int{}
+		counts := map[Verdict]int{}
 		for i := range n {
 			if errs[i] != nil {
 				t.Fatalf("Begin %d: %v", i, errs[i])
 			}
-			counts[outcomes[i]]++
+			counts[verdicts[i]]++
 		}
-		if counts[OutcomeLeader] != 1 || counts[OutcomeInFlight] != n-1 {
-			t.Fatalf("outcomes %v, want 1 leader and %d in flight", counts, n-1)
+		if counts[VerdictLeader] != 1 || counts[VerdictInFlight] != n-1 {
+			t.Fatalf("verdicts %v, want 1 leader and %d in flight", counts, n-1)
 		}
 	})
 
 	t.Run("CompleteThenReplay", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		c := storeCompletion(time.Hour)
 		storeComplete(t, s, "t1", "k1", 1, c)
 
-		task := storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeCompleted)
+		task := storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictCompleted)
 		r := task.Response
 		if r == nil || r.Status != 201 || r.ContentType != "text/event-stream" || !bytes.Equal(r.Body, c.Response.Body) {
 			t.Fatalf("replayed response %+v, want %+v", r, c.Response)
@@ -198,13 +198,13 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("MismatchTouchesNothing", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeReq("t1", "done", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "done", "fp1"), VerdictLeader)
 		storeComplete(t, s, "t1", "done", 1, storeCompletion(time.Hour))
-		storeBegin(t, s, storeReq("t1", "busy", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "busy", "fp1"), VerdictLeader)
 
 		for _, key := range []string{"done", "busy"} {
 			before, beforeAttempts := storeGet(t, s, "t1", key)
-			task := storeBegin(t, s, storeReq("t1", key, "fp2"), OutcomeMismatch)
+			task := storeBegin(t, s, storeReq("t1", key, "fp2"), VerdictMismatch)
 			if task.Response != nil {
 				t.Fatalf("%s: a mismatch exposed the stored response", key)
 			}
@@ -217,7 +217,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("FailedRestartsAtFence2", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		storeFail(t, s, "t1", "k1", 1, "all targets failed", time.Hour)
 		got, _ := storeGet(t, s, "t1", "k1")
 		if got.Status != StatusFailed || got.Error != "all targets failed" || got.ExpiresAt.IsZero() || got.Response != nil {
@@ -225,25 +225,25 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 		req := storeReq("t1", "k1", "fp1")
 		req.Owner = "owner-b"
-		task := storeBegin(t, s, req, OutcomeLeader)
+		task := storeBegin(t, s, req, VerdictLeader)
 		if task.Fence != 2 || task.Status != StatusProcessing || task.LeaseOwner != "owner-b" || !task.ExpiresAt.IsZero() {
 			t.Fatalf("unexpected restarted task: %+v", task)
 		}
 		storeWantFenced(t, "Complete at the failed fence", s.Complete(ctx, "t1", "k1", 1, storeCompletion(time.Hour)))
 		storeComplete(t, s, "t1", "k1", 2, storeCompletion(time.Hour))
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeCompleted)
+		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictCompleted)
 	})
 
 	t.Run("ZombieReclaimedAndStaleFenceRefused", func(t *testing.T) {
 		s := open(t)
 		req := storeReq("t1", "k1", "fp1")
 		req.Lease = storeShortLease
-		storeBegin(t, s, req, OutcomeLeader)
+		storeBegin(t, s, req, VerdictLeader)
 		time.Sleep(storeExpiryWait)
 
 		req = storeReq("t1", "k1", "fp1")
 		req.Owner = "owner-b"
-		task := storeBegin(t, s, req, OutcomeReclaimed)
+		task := storeBegin(t, s, req, VerdictReclaimed)
 		if task.Fence != 2 || task.LeaseOwner != "owner-b" || task.Status != StatusProcessing {
 			t.Fatalf("unexpected reclaimed task: %+v", task)
 		}
@@ -269,13 +269,13 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		req := storeReq("t1", "k1", "fp1")
 		// Without the heartbeat this lease would be over after the sleep.
 		req.Lease = 2 * storeShortLease
-		storeBegin(t, s, req, OutcomeLeader)
+		storeBegin(t, s, req, VerdictLeader)
 		if err := s.Heartbeat(ctx, "t1", "k1", 1, time.Hour); err != nil {
 			t.Fatalf("Heartbeat: %v", err)
 		}
 		storeWantFenced(t, "Heartbeat(fence 2)", s.Heartbeat(ctx, "t1", "k1", 2, time.Hour))
 		time.Sleep(3 * storeShortLease)
-		task := storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeInFlight)
+		task := storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictInFlight)
 		if task.Fence != 1 || task.LeaseOwner != "owner-a" {
 			t.Fatalf("unexpected in-flight task: %+v", task)
 		}
@@ -286,34 +286,34 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("MaxProcessingTakeOver", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		time.Sleep(storeExpiryWait)
 		// The lease (1h) is valid: only max_processing may end it.
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeInFlight)
+		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictInFlight)
 		req := storeReq("t1", "k1", "fp1")
 		req.MaxProcessing = storeShortLease
 		req.Owner = "owner-b"
-		task := storeBegin(t, s, req, OutcomeReclaimed)
+		task := storeBegin(t, s, req, VerdictReclaimed)
 		if task.Fence != 2 || task.LeaseOwner != "owner-b" {
 			t.Fatalf("unexpected reclaimed task: %+v", task)
 		}
 		// The take-over restarted the max_processing clock.
 		req.Owner = "owner-c"
 		req.MaxProcessing = time.Hour
-		storeBegin(t, s, req, OutcomeInFlight)
+		storeBegin(t, s, req, VerdictInFlight)
 	})
 
 	t.Run("TenantIsolation", func(t *testing.T) {
 		s := open(t)
-		a := storeBegin(t, s, storeReq("tenant-a", "same", "fp-a"), OutcomeLeader)
+		a := storeBegin(t, s, storeReq("tenant-a", "same", "fp-a"), VerdictLeader)
 		// Same key hash, other tenant, other body: a new task, no mismatch.
-		b := storeBegin(t, s, storeReq("tenant-b", "same", "fp-b"), OutcomeLeader)
+		b := storeBegin(t, s, storeReq("tenant-b", "same", "fp-b"), VerdictLeader)
 		if a.Fence != 1 || b.Fence != 1 {
 			t.Fatalf("fences %d and %d, want 1 and 1", a.Fence, b.Fence)
 		}
 		storeComplete(t, s, "tenant-a", "same", 1, storeCompletion(time.Hour))
-		storeBegin(t, s, storeReq("tenant-b", "same", "fp-b"), OutcomeInFlight)
-		storeBegin(t, s, storeReq("tenant-a", "same", "fp-a"), OutcomeCompleted)
+		storeBegin(t, s, storeReq("tenant-b", "same", "fp-b"), VerdictInFlight)
+		storeBegin(t, s, storeReq("tenant-a", "same", "fp-a"), VerdictCompleted)
 		if got, _ := storeGet(t, s, "tenant-b", "same"); got.Status != StatusProcessing || got.Response != nil {
 			t.Fatalf("tenant-b's task changed: %+v", got)
 		}
@@ -322,7 +322,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("LedgerNewTask", func(t *testing.T) {
 		s := open(t)
 		// Begin writes the first attempt as started, with the task.
-		res := storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), OutcomeLeader)
+		res := storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), VerdictLeader)
 		if res.Started == nil || res.Started.N != 1 || res.Started.Fence != 1 || res.Started.Outcome != AttemptStarted || len(res.Abandoned) != 0 {
 			t.Fatalf("Begin of a new key: started %+v, abandoned %v", res.Started, res.Abandoned)
 		}
@@ -345,14 +345,14 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 			t.Fatalf("attempt after Complete:\ngot  %+v\nwant %+v", attempts[0], final)
 		}
 		// Without First no attempt is written.
-		if res := storeBeginLedger(t, s, storeReq("t1", "k2", "fp1"), OutcomeLeader); res.Started != nil {
+		if res := storeBeginLedger(t, s, storeReq("t1", "k2", "fp1"), VerdictLeader); res.Started != nil {
 			t.Fatalf("Begin without First started %+v", res.Started)
 		}
 	})
 
 	t.Run("LedgerFurtherAttempts", func(t *testing.T) {
 		s := open(t)
-		storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), OutcomeLeader)
+		storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), VerdictLeader)
 		// One write finishes attempt 1 and starts attempt 2.
 		err := s.StartAttempt(ctx, "t1", "k1", 1, AttemptStart{
 			Finished: &Attempt{N: 1, Provider: "gemini", Outcome: "timeout", Error: "first byte timeout", DurationMS: 30000},
@@ -376,7 +376,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 		// The retry's first attempt comes after them, at fence 2; nothing
 		// was left started, so nothing is abandoned.
-		res := storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), OutcomeLeader)
+		res := storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), VerdictLeader)
 		if res.Started == nil || res.Started.N != 3 || res.Started.Fence != 2 || len(res.Abandoned) != 0 {
 			t.Fatalf("restart: started %+v, abandoned %v; want attempt 3 at fence 2", res.Started, res.Abandoned)
 		}
@@ -408,7 +408,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		s := open(t)
 		req := storeLedgerReq("t1", "k1", "fp1", "gemini")
 		req.Lease = storeShortLease
-		storeBeginLedger(t, s, req, OutcomeLeader)
+		storeBeginLedger(t, s, req, VerdictLeader)
 		if err := s.StartAttempt(ctx, "t1", "k1", 1, AttemptStart{
 			Finished: &Attempt{N: 1, Provider: "gemini", Outcome: "error"}, Next: Attempt{N: 2, Provider: "openrouter"}, Lease: storeShortLease,
 		}); err != nil {
@@ -419,7 +419,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		// attempt abandoned and starts its own after it, in one transaction.
 		req = storeLedgerReq("t1", "k1", "fp1", "gemini")
 		req.Owner = "owner-b"
-		res := storeBeginLedger(t, s, req, OutcomeReclaimed)
+		res := storeBeginLedger(t, s, req, VerdictReclaimed)
 		if len(res.Abandoned) != 1 || res.Abandoned[0].N != 2 || res.Abandoned[0].Fence != 1 || res.Abandoned[0].Provider != "openrouter" {
 			t.Fatalf("abandoned %+v, want attempt 2 of fence 1 (openrouter)", res.Abandoned)
 		}
@@ -447,12 +447,12 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		for _, key := range []string{"z1", "z2"} {
 			req := storeLedgerReq("t1", key, "fp1", "gemini")
 			req.Lease = storeShortLease
-			storeBeginLedger(t, s, req, OutcomeLeader)
+			storeBeginLedger(t, s, req, VerdictLeader)
 		}
 		// Finished attempts are not abandoned.
 		req := storeLedgerReq("t1", "z3", "fp1", "groq")
 		req.Lease = storeShortLease
-		storeBeginLedger(t, s, req, OutcomeLeader)
+		storeBeginLedger(t, s, req, VerdictLeader)
 		if err := s.StartAttempt(ctx, "t1", "z3", 1, AttemptStart{
 			Finished: &Attempt{N: 1, Provider: "groq", Outcome: "timeout"}, Next: Attempt{N: 2, Provider: "openrouter"}, Lease: storeShortLease,
 		}); err != nil {
@@ -468,7 +468,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 			Attempt{N: 1, Fence: 1, Provider: "groq", Outcome: "timeout"},
 			Attempt{N: 2, Fence: 1, Provider: "openrouter", Outcome: AttemptAbandoned})
 		// The client's retry starts after them; nothing is left to abandon.
-		res := storeBeginLedger(t, s, storeLedgerReq("t1", "z3", "fp1", "groq"), OutcomeLeader)
+		res := storeBeginLedger(t, s, storeLedgerReq("t1", "z3", "fp1", "groq"), VerdictLeader)
 		if res.Task.Fence != 3 || res.Started == nil || res.Started.N != 3 || len(res.Abandoned) != 0 {
 			t.Fatalf("restart after reclaim: %+v", res)
 		}
@@ -476,12 +476,12 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("LedgerExpiredRestartsAtOne", func(t *testing.T) {
 		s := open(t)
-		storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), OutcomeLeader)
+		storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), VerdictLeader)
 		c := storeCompletion(time.Millisecond)
 		c.Attempt = &Attempt{N: 1, Provider: "gemini", Outcome: "success"}
 		storeComplete(t, s, "t1", "k1", 1, c)
 		time.Sleep(storeExpiryWait)
-		res := storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp2", "groq"), OutcomeLeader)
+		res := storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp2", "groq"), VerdictLeader)
 		if res.Started == nil || res.Started.N != 1 || res.Started.Fence != 2 {
 			t.Fatalf("restart of an expired key: started %+v, want attempt 1 at fence 2", res.Started)
 		}
@@ -491,7 +491,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("GetUnknown", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		for _, tk := range [][2]string{{"t1", "nope"}, {"t2", "k1"}} {
 			if _, _, err := s.Get(ctx, tk[0], tk[1]); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("Get(%s/%s): %v, want ErrNotFound", tk[0], tk[1], err)
@@ -503,10 +503,10 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		s := open(t)
 		short := storeReq("t1", "zombie", "fp1")
 		short.Lease = storeShortLease
-		storeBegin(t, s, short, OutcomeLeader)
-		storeBegin(t, s, storeReq("t1", "valid", "fp1"), OutcomeLeader)
-		storeBegin(t, s, storeReq("t1", "valid2", "fp1"), OutcomeLeader)
-		storeBegin(t, s, storeReq("t1", "done", "fp1"), OutcomeLeader)
+		storeBegin(t, s, short, VerdictLeader)
+		storeBegin(t, s, storeReq("t1", "valid", "fp1"), VerdictLeader)
+		storeBegin(t, s, storeReq("t1", "valid2", "fp1"), VerdictLeader)
+		storeBegin(t, s, storeReq("t1", "done", "fp1"), VerdictLeader)
 		storeComplete(t, s, "t1", "done", 1, storeCompletion(time.Hour))
 		time.Sleep(storeExpiryWait)
 
@@ -541,7 +541,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 			}
 		}
 		// The client's retry restarts the reclaimed task.
-		if task := storeBegin(t, s, storeReq("t1", "zombie", "fp1"), OutcomeLeader); task.Fence != 3 {
+		if task := storeBegin(t, s, storeReq("t1", "zombie", "fp1"), VerdictLeader); task.Fence != 3 {
 			t.Fatalf("restart after reclaim: fence %d, want 3", task.Fence)
 		}
 	})
@@ -551,7 +551,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		const expired = 25
 		for i := range expired {
 			key := fmt.Sprintf("old-%02d", i)
-			storeBegin(t, s, storeLedgerReq("t1", key, "fp1", "p"), OutcomeLeader)
+			storeBegin(t, s, storeLedgerReq("t1", key, "fp1", "p"), VerdictLeader)
 			if i%5 == 0 {
 				storeFail(t, s, "t1", key, 1, "boom", time.Millisecond)
 			} else {
@@ -560,8 +560,8 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 		short := storeReq("t1", "processing", "fp1")
 		short.Lease = time.Millisecond // even a zombie is not deleted, only reclaimed
-		storeBegin(t, s, short, OutcomeLeader)
-		storeBegin(t, s, storeReq("t1", "fresh", "fp1"), OutcomeLeader)
+		storeBegin(t, s, short, VerdictLeader)
+		storeBegin(t, s, storeReq("t1", "fresh", "fp1"), VerdictLeader)
 		storeComplete(t, s, "t1", "fresh", 1, storeCompletion(time.Hour))
 		time.Sleep(storeExpiryWait)
 
@@ -579,7 +579,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeGet(t, s, "t1", "processing")
 		storeGet(t, s, "t1", "fresh")
 		// A deleted key is new again, without the old attempts.
-		task := storeBegin(t, s, storeReq("t1", "old-03", "fp1"), OutcomeLeader)
+		task := storeBegin(t, s, storeReq("t1", "old-03", "fp1"), VerdictLeader)
 		if _, attempts := storeGet(t, s, "t1", "old-03"); task.Fence != 1 || len(attempts) != 0 {
 			t.Fatalf("re-created task: fence %d, %d attempts; want 1 and 0", task.Fence, len(attempts))
 		}
@@ -587,12 +587,12 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("ExpiredTaskRestarts", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeLedgerReq("t1", "k1", "fp1", "p"), OutcomeLeader)
+		storeBegin(t, s, storeLedgerReq("t1", "k1", "fp1", "p"), VerdictLeader)
 		storeComplete(t, s, "t1", "k1", 1, storeCompletion(time.Millisecond))
 		time.Sleep(storeExpiryWait)
 		// Not yet deleted by the reaper, but expired: the key is free, even
 		// for another body.
-		task := storeBegin(t, s, storeReq("t1", "k1", "fp2"), OutcomeLeader)
+		task := storeBegin(t, s, storeReq("t1", "k1", "fp2"), VerdictLeader)
 		if task.Fence != 2 || task.Fingerprint != "fp2" || task.Response != nil || task.Usage != (Usage{}) || !task.ExpiresAt.IsZero() {
 			t.Fatalf("unexpected restarted task: %+v", task)
 		}
@@ -605,14 +605,14 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("StaleGenerationRefused", func(t *testing.T) {
 		s := open(t)
-		old := storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
+		old := storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		storeFail(t, s, "t1", "k1", 1, "gone", time.Millisecond)
 		time.Sleep(storeExpiryWait)
 		if n, err := s.DeleteExpired(ctx, 10); err != nil || n != 1 {
 			t.Fatalf("DeleteExpired = %d, %v", n, err)
 		}
 		// The key is used again: a new task, at fence 1 again.
-		fresh := storeBegin(t, s, storeReq("t1", "k1", "fp2"), OutcomeLeader)
+		fresh := storeBegin(t, s, storeReq("t1", "k1", "fp2"), VerdictLeader)
 		if fresh.Fence != 1 || fresh.CreatedAt.Equal(old.CreatedAt) {
 			t.Fatalf("new task: fence %d, created %v (old %v)", fresh.Fence, fresh.CreatedAt, old.CreatedAt)
 		}
@@ -626,28 +626,28 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("MaxAgeRestartsOldAnswers", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		storeComplete(t, s, "t1", "k1", 1, storeCompletion(time.Hour))
 		young := storeReq("t1", "k1", "fp1")
 		young.MaxAge = time.Hour
-		storeBegin(t, s, young, OutcomeCompleted)
+		storeBegin(t, s, young, VerdictCompleted)
 		time.Sleep(storeExpiryWait)
 		old := storeReq("t1", "k1", "fp1")
 		old.MaxAge = time.Millisecond
-		if task := storeBegin(t, s, old, OutcomeLeader); task.Fence != 2 || task.Response != nil {
+		if task := storeBegin(t, s, old, VerdictLeader); task.Fence != 2 || task.Response != nil {
 			t.Fatalf("an answer older than MaxAge was not restarted: %+v", task)
 		}
 		// MaxAge never touches a running task.
-		storeBegin(t, s, old, OutcomeInFlight)
+		storeBegin(t, s, old, VerdictInFlight)
 	})
 
 	t.Run("TooLargeReplaysWithoutResponse", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		c := storeCompletion(time.Hour)
 		c.TooLarge = true
 		storeComplete(t, s, "t1", "k1", 1, c)
-		task := storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeCompleted)
+		task := storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictCompleted)
 		if !task.TooLarge || task.Response != nil || task.Usage != c.Usage {
 			t.Fatalf("unexpected too-large replay: %+v", task)
 		}
@@ -658,9 +658,9 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("EmptyBodyReplays", func(t *testing.T) {
 		s := open(t)
-		storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		storeComplete(t, s, "t1", "k1", 1, Completion{Response: Response{Status: 204}, TTL: time.Hour})
-		task := storeBegin(t, s, storeReq("t1", "k1", "fp1"), OutcomeCompleted)
+		task := storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictCompleted)
 		if task.Response == nil || task.Response.Status != 204 || len(task.Response.Body) != 0 {
 			t.Fatalf("unexpected replay of an empty response: %+v", task.Response)
 		}
@@ -680,10 +680,10 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 				t.Fatalf("table health %+v: want a name and a size", tb)
 			}
 		}
-		storeBegin(t, s, storeReq("t1", "old", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "old", "fp1"), VerdictLeader)
 		time.Sleep(storeExpiryWait)
-		storeBegin(t, s, storeReq("t1", "young", "fp1"), OutcomeLeader)
-		storeBegin(t, s, storeReq("t1", "done", "fp1"), OutcomeLeader)
+		storeBegin(t, s, storeReq("t1", "young", "fp1"), VerdictLeader)
+		storeBegin(t, s, storeReq("t1", "done", "fp1"), VerdictLeader)
 		storeComplete(t, s, "t1", "done", 1, storeCompletion(time.Hour))
 		if h, err = s.Health(ctx); err != nil || h.OldestProcessing < storeExpiryWait || h.OldestProcessing > time.Hour {
 			t.Fatalf("Health = %+v, %v; want the oldest processing task over %v old", h, err, storeExpiryWait)
@@ -706,23 +706,23 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 // testStoreDurable checks that what one store wrote is there after it was
 // closed and another opened on the same data.
 func testStoreDurable(t *testing.T, s Store, reopen func() Store) {
-	storeBegin(t, s, storeLedgerReq("t1", "done", "fp1", "gemini"), OutcomeLeader)
+	storeBegin(t, s, storeLedgerReq("t1", "done", "fp1", "gemini"), VerdictLeader)
 	c := storeCompletion(time.Hour)
 	c.Attempt = &Attempt{N: 1, Provider: "gemini", Outcome: "success", HTTPStatus: 200}
 	storeComplete(t, s, "t1", "done", 1, c)
-	storeBegin(t, s, storeReq("t1", "busy", "fp1"), OutcomeLeader)
+	storeBegin(t, s, storeReq("t1", "busy", "fp1"), VerdictLeader)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 
 	s = reopen()
-	task := storeBegin(t, s, storeReq("t1", "done", "fp1"), OutcomeCompleted)
+	task := storeBegin(t, s, storeReq("t1", "done", "fp1"), VerdictCompleted)
 	if task.Response == nil || !bytes.Equal(task.Response.Body, c.Response.Body) || task.Usage != c.Usage {
 		t.Fatalf("completed task lost across reopen: %+v", task)
 	}
 	if _, attempts := storeGet(t, s, "t1", "done"); len(attempts) != 1 || attempts[0].Provider != "gemini" {
 		t.Fatalf("attempts lost across reopen: %+v", attempts)
 	}
-	storeBegin(t, s, storeReq("t1", "busy", "fp1"), OutcomeInFlight)
+	storeBegin(t, s, storeReq("t1", "busy", "fp1"), VerdictInFlight)
 	storeComplete(t, s, "t1", "busy", 1, c)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/idemgw/gateway/config"
+	"github.com/idemgw/gateway/dedupe"
 	"github.com/idemgw/gateway/upstreams"
 )
 
@@ -107,7 +108,7 @@ func BenchmarkFinish(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		c := &call{s: s, id: "0123456789abcdef01234567", start: time.Now(), path: "/v1/chat/completions", tenant: "bench",
-			route: "*", outcome: "off", provider: "fake", attempts: 1, status: 200}
+			route: "*", dedupe: dedupe.DecisionOff, provider: "fake", attempts: 1, status: 200}
 		s.active.Add(1)
 		c.finish()
 	}

@@ -67,7 +67,7 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 		return err
 	}
 	if p.key == "" {
-		c.outcome = "off"
+		c.dedupe = dedupe.DecisionOff
 		return s.lead(ctx, c, p, nil)
 	}
 	ctx.Response.Header.Set("Idempotency-Key", p.key)
@@ -128,69 +128,67 @@ func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error 
 	p.req.Stream = p.stream
 	p.req.Model = c.route
 	p.req.First = recordedAttempt(p.chain.FirstAttempt(p.model))
+	p.req.BypassOnStoreError = d.FailsOpen()
 	c.keyHash = p.req.KeyHash
 	return nil
 }
 
 // dedupe asks the coordinator what to do and does it.
 func (s *Server) dedupe(ctx *fasthttp.RequestCtx, c *call, p *proxied) error {
-	cfg := c.st.Config
 	t, err := s.coord.Begin(context.Background(), p.req)
-	switch {
-	case errors.Is(err, dedupe.ErrMismatch):
-		c.outcome = "mismatch"
-		e := errorf(422, "idempotency_key_mismatch", "this Idempotency-Key was already used with a different request body")
-		e.Headers = map[string]string{"x-should-retry": "false"}
-		return e
-	case errors.Is(err, dedupe.ErrInProgress):
-		c.outcome = "conflict"
-		e := errorf(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still being processed; retry later")
-		e.Headers = retryHeaders(int(s.coord.Lease().Milliseconds() / 3))
-		return e
-	case errors.Is(err, dedupe.ErrTooLarge):
-		c.outcome = "conflict"
-		e := errorf(409, "idempotency_response_too_large", "the response for this Idempotency-Key was larger than max_record_bytes and cannot be replayed; send a new key for a new generation")
-		e.Headers = map[string]string{"x-should-retry": "false"}
-		return e
-	case errors.Is(err, dedupe.ErrStore):
-		if cfg.Dedupe.FailsOpen() {
-			c.outcome = "bypassed"
-			s.coord.Count("bypassed")
-			c.err = err
-			return s.lead(ctx, c, p, nil)
-		}
-		return &APIError{Status: 503, Type: "api_error", Code: "store_unavailable",
-			Message: "the idempotency record store is unavailable; nothing was sent upstream", Cause: err,
-			Headers: retryHeaders(1000)}
-	case err != nil:
-		return err
+	if err != nil {
+		c.dedupe = dedupe.DecisionOf(err)
+		return s.refusal(err)
 	}
-	if p.resume && (t.Kind == dedupe.KindLead || t.Kind == dedupe.KindBypass || t.Task.Fence != p.fromFence) {
+	if t.StoreErr != nil {
+		// on_store_error: open: forwarded as if deduplication were off.
+		c.dedupe, c.err = t.Decision, t.StoreErr
+		return s.lead(ctx, c, p, nil)
+	}
+	follows := t.Decision == dedupe.DecisionReplayed || t.Decision == dedupe.DecisionJoined
+	if p.resume && (!follows || t.Task.Fence != p.fromFence) {
 		// The events the client has belong to another generation: going
 		// on from its position would splice two different answers.
-		if t.Kind == dedupe.KindLead {
+		if t.Leads() {
 			s.fail(t, "cannot resume: the stream is a new generation")
 		}
 		e := errorf(409, "stream_not_resumable", "the stream of this Idempotency-Key cannot be resumed from Last-Event-ID: it is a new generation; retry without Last-Event-ID")
 		e.Headers = map[string]string{"x-should-retry": "false"}
 		return e
 	}
-	switch t.Kind {
-	case dedupe.KindReplay:
-		c.outcome = "replayed"
+	c.dedupe = t.Decision
+	switch {
+	case t.Decision == dedupe.DecisionReplayed:
 		return s.replay(ctx, c, p, t)
-	case dedupe.KindJoin:
-		c.outcome = "joined"
+	case t.Decision == dedupe.DecisionJoined:
 		return s.join(ctx, c, p, t)
-	case dedupe.KindBypass:
-		c.outcome = "bypassed"
-		return s.lead(ctx, c, p, nil)
+	case t.Leads():
+		return s.lead(ctx, c, p, t)
 	}
-	c.outcome = "new"
-	if t.Reclaimed {
-		c.outcome = "reclaimed"
+	return s.lead(ctx, c, p, nil) // DecisionBypassed: no record
+}
+
+// refusal is the client's answer to a Begin error.
+func (s *Server) refusal(err error) error {
+	switch {
+	case errors.Is(err, dedupe.ErrMismatch):
+		e := errorf(422, "idempotency_key_mismatch", "this Idempotency-Key was already used with a different request body")
+		e.Headers = map[string]string{"x-should-retry": "false"}
+		return e
+	case errors.Is(err, dedupe.ErrInProgress):
+		e := errorf(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still being processed; retry later")
+		e.Headers = retryHeaders(int(s.coord.Lease().Milliseconds() / 3))
+		return e
+	case errors.Is(err, dedupe.ErrTooLarge):
+		e := errorf(409, "idempotency_response_too_large", "the response for this Idempotency-Key was larger than max_record_bytes and cannot be replayed; send a new key for a new generation")
+		e.Headers = map[string]string{"x-should-retry": "false"}
+		return e
+	case errors.Is(err, dedupe.ErrStore):
+		return &APIError{Status: 503, Type: "api_error", Code: "store_unavailable",
+			Message: "the idempotency record store is unavailable; nothing was sent upstream", Cause: err,
+			Headers: retryHeaders(1000)}
 	}
-	return s.lead(ctx, c, p, t)
+	return err
 }
 
 // upstreamRequest is the chain input for p.

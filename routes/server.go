@@ -95,7 +95,7 @@ type call struct {
 	tenant    string
 	route     string
 	keyHash   string
-	outcome   string
+	dedupe    dedupe.Decision
 	provider  string
 	attempts  int
 	status    int
@@ -245,7 +245,7 @@ func (c *call) finish() {
 		slog.String("tenant", c.tenant),
 		slog.String("route", c.route),
 		slog.String("key_hash", shortHash(c.keyHash)),
-		slog.String("dedupe", c.outcome),
+		slog.String("dedupe", c.dedupe.String()),
 		slog.String("provider", c.provider),
 		slog.Int("attempts", c.attempts),
 		slog.Int("status", c.status),

@@ -47,7 +47,7 @@ func measureBegin(o *options) (*result, error) {
 				})
 				bcancel()
 				s := sample{latency: time.Since(t0), status: 200}
-				if err != nil || res.Outcome != dedupe.OutcomeLeader {
+				if err != nil || res.Verdict != dedupe.VerdictLeader {
 					s.status = 0
 				}
 				if recording.Load() && !stop.Load() {
