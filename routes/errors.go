@@ -85,13 +85,6 @@ func writeError(ctx *fasthttp.RequestCtx, e *APIError) {
 	ctx.SetBody(errorBody(e))
 }
 
-// sseError renders an error as one SSE event, the way OpenAI reports
-// errors inside a stream, so SDKs raise instead of seeing a clean end.
-func sseError(code, message string) []byte {
-	b := errorBody(&APIError{Type: "api_error", Code: code, Message: message})
-	return append([]byte("data: "), b...)
-}
-
 // retryHeaders tell OpenAI SDKs to back off and retry on their own
 // (they read x-should-retry, then retry-after-ms, then Retry-After).
 func retryHeaders(after int) map[string]string {

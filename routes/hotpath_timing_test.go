@@ -133,14 +133,11 @@ func BenchmarkResponseHeaders(b *testing.B) {
 // the relay does per event.
 func BenchmarkWriteEvent(b *testing.B) {
 	ev := []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"tok1 "},"finish_reason":null}]}`)
-	w := bufio.NewWriter(io.Discard)
+	sw := newSSEWriter(bufio.NewWriter(io.Discard), 1, 0)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(ev)))
-	n := 0
 	for b.Loop() {
-		n++
-		writeEvent(w, ev, eventID(1, n))
-		if err := w.Flush(); err != nil {
+		if err := sw.event(ev); err != nil {
 			b.Fatal(err)
 		}
 	}

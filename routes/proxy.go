@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -70,7 +69,7 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 		c.dedupe = dedupe.DecisionOff
 		return s.lead(ctx, c, p, nil)
 	}
-	ctx.Response.Header.Set("Idempotency-Key", p.key)
+	c.idemKey = p.key
 	if id := ctx.Request.Header.Peek("Last-Event-ID"); len(id) > 0 {
 		fence, n, ok := parseEventID(string(bytes.TrimSpace(id)))
 		if !ok {
@@ -168,6 +167,25 @@ func (s *Server) dedupe(ctx *fasthttp.RequestCtx, c *call, p *proxied) error {
 	return s.lead(ctx, c, p, nil) // DecisionBypassed: no record
 }
 
+// dedupeHeaders are set on every answer once its key is decided, errors
+// included (writeError resets the response, so the handler sets them
+// last): Idempotency-Key echoes the key, sent or derived, so that a client
+// can retry with it, and Idempotent-Replayed says whether the answer is a
+// stored one (DESIGN.md section 2). A bypassed request has no record, so
+// it gets no Idempotent-Replayed.
+func (c *call) dedupeHeaders(h *fasthttp.ResponseHeader) {
+	if c.idemKey == "" {
+		return
+	}
+	h.Set("Idempotency-Key", c.idemKey)
+	switch c.dedupe {
+	case dedupe.DecisionReplayed, dedupe.DecisionJoined:
+		h.Set("Idempotent-Replayed", "true")
+	case dedupe.DecisionNew, dedupe.DecisionReclaimed, dedupe.DecisionConflict, dedupe.DecisionMismatch:
+		h.Set("Idempotent-Replayed", "false")
+	}
+}
+
 // refusal is the client's answer to a Begin error.
 func (s *Server) refusal(err error) error {
 	switch {
@@ -198,23 +216,3 @@ func upstreamRequest(p *proxied) upstreams.Request {
 
 // detach reports whether the upstream call outlives the client.
 func detach(cfg *config.Config) bool { return cfg.Dedupe.Detach() }
-
-// eventID is the SSE id of event n (1-based) of a task's generation
-// fence: "fence.n", so a resume can tell generations apart.
-func eventID(fence int64, n int) string {
-	return strconv.FormatInt(fence, 10) + "." + strconv.Itoa(n)
-}
-
-// parseEventID reads an id made by eventID.
-func parseEventID(id string) (fence int64, n int, ok bool) {
-	f, rest, found := strings.Cut(id, ".")
-	if !found {
-		return 0, 0, false
-	}
-	fence, err1 := strconv.ParseInt(f, 10, 64)
-	n, err2 := strconv.Atoi(rest)
-	if err1 != nil || err2 != nil || fence < 1 || n < 0 {
-		return 0, 0, false
-	}
-	return fence, n, true
-}

@@ -25,9 +25,6 @@ func (s *Server) lead(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 	req.Ledger = ledgerOf(t)
 	res, err := p.chain.Do(upCtx, req)
 	c.attempts, c.provider = len(res.Attempts), res.Provider
-	if t != nil {
-		ctx.Response.Header.Set("Idempotent-Replayed", "false")
-	}
 	if err == nil && res.Stream != nil {
 		s.leadStream(ctx, c, p, t, res, cancel)
 		return nil
@@ -111,7 +108,7 @@ func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *de
 			defer c.finish()
 			defer cancel()
 			c.status = res.Status
-			s.relayDirect(w, c, res)
+			s.relayDirect(newSSEWriter(w, 0, 0), c, res)
 		})
 		return
 	}
@@ -127,7 +124,7 @@ func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *de
 	detached := detach(c.st.Config)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		c.status = res.Status
-		gone := writeEvents(w, evs, t.Fence(), p.from)
+		gone := writeEvents(newSSEWriter(w, t.Fence(), p.from), evs)
 		stop()
 		if gone && !detached {
 			cancel()
@@ -164,8 +161,9 @@ func (s *Server) pump(c *call, t *dedupe.Ticket, res *upstreams.Result, cancel c
 	}
 }
 
-// relayDirect relays a stream that is not recorded.
-func (s *Server) relayDirect(w *bufio.Writer, c *call, res *upstreams.Result) {
+// relayDirect relays a stream that is not recorded: its events carry no
+// id, since nothing could resume them.
+func (s *Server) relayDirect(sw *sseWriter, c *call, res *upstreams.Result) {
 	defer res.Stream.Close()
 	for {
 		ev, err := res.Stream.Next()
@@ -174,50 +172,26 @@ func (s *Server) relayDirect(w *bufio.Writer, c *call, res *upstreams.Result) {
 		}
 		if err != nil {
 			c.err = err
-			_, _ = w.Write(sseError("stream_interrupted", "the upstream stream was interrupted: "+err.Error()))
-			_, _ = w.WriteString("\n\n")
-			_ = w.Flush()
+			_ = sw.fail("the upstream stream was interrupted: " + err.Error())
 			return
 		}
-		_, _ = w.Write(ev)
-		_, _ = w.WriteString("\n\n")
-		if w.Flush() != nil {
+		if sw.event(ev) != nil {
 			return // client gone; nothing is recorded, so stop paying
 		}
 	}
 	c.usage = recordedUsage(res.Stream.Usage())
 }
 
-// writeEvents writes live events to the client, numbering them with SSE
-// ids (see eventID) so Last-Event-ID can resume, and flushing each one.
-// It reports whether the client went away.
-func writeEvents(w *bufio.Writer, evs <-chan dedupe.LiveEvent, fence int64, from int) (gone bool) {
-	n := from
+// writeEvents writes a leader's live events to its client and reports
+// whether the client went away.
+func writeEvents(sw *sseWriter, evs <-chan dedupe.LiveEvent) (gone bool) {
 	for ev := range evs {
-		if ev.End {
-			if ev.Err != "" {
-				_, _ = w.Write(sseError("stream_interrupted", "the stream failed: "+ev.Err))
-				_, _ = w.WriteString("\n\n")
-			}
-			return w.Flush() != nil
-		}
-		n++
-		writeEvent(w, ev.Data, eventID(fence, n))
-		if w.Flush() != nil {
-			return true
+		if err := sw.live(ev); err != nil || ev.End {
+			return err != nil
 		}
 	}
 	// The live stream ended without its end marker (backend gone).
-	_, _ = w.Write(sseError("stream_interrupted", "the live stream was lost"))
-	_, _ = w.WriteString("\n\n")
-	return w.Flush() != nil
-}
-
-func writeEvent(w *bufio.Writer, data []byte, id string) {
-	_, _ = w.Write(data)
-	_, _ = w.WriteString("\nid: ")
-	_, _ = w.WriteString(id)
-	_, _ = w.WriteString("\n\n")
+	return sw.fail("the live stream was lost") != nil
 }
 
 // replay answers with a completed task's stored response, byte for byte.
@@ -225,7 +199,6 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe
 	r := t.Task.Response
 	c.usage = t.Task.Usage
 	s.countSaved(p, c.usage)
-	ctx.Response.Header.Set("Idempotent-Replayed", "true")
 	ctx.SetStatusCode(r.Status)
 	ctx.SetContentType(r.ContentType)
 	if !t.Task.Stream {
@@ -239,9 +212,9 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer c.finish()
 		c.status = r.Status
-		for i := from; i < len(evs); i++ {
-			writeEvent(w, evs[i], eventID(t.Task.Fence, i+1))
-			if w.Flush() != nil {
+		sw := newSSEWriter(w, t.Task.Fence, from)
+		for _, ev := range evs[min(from, len(evs)):] {
+			if sw.event(ev) != nil {
 				return
 			}
 		}
@@ -251,7 +224,6 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe
 
 // join streams a running task's events to a duplicate request.
 func (s *Server) join(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.Ticket) error {
-	ctx.Response.Header.Set("Idempotent-Replayed", "true")
 	ctx.SetStatusCode(200)
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
@@ -260,23 +232,14 @@ func (s *Server) join(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 		defer c.finish()
 		c.status = 200
 		var u upstreams.Usage
-		n := p.from
+		sw := newSSEWriter(w, t.Task.Fence, p.from)
 		jctx, stop := context.WithCancel(context.Background())
 		defer stop()
 		err := s.coord.Join(jctx, p.req, t, p.from, func(ev dedupe.LiveEvent) error {
-			if ev.End {
-				if ev.Err != "" {
-					_, _ = w.Write(sseError("stream_interrupted", "the stream failed: "+ev.Err))
-					_, _ = w.WriteString("\n\n")
-				}
-				return w.Flush()
-			}
-			n++
 			if pu, ok := upstreams.ParseUsage(upstreams.SSEData(ev.Data)); ok {
 				u = pu
 			}
-			writeEvent(w, ev.Data, eventID(t.Task.Fence, n))
-			return w.Flush()
+			return sw.live(ev)
 		})
 		if err != nil {
 			c.err = err

@@ -95,6 +95,7 @@ type call struct {
 	tenant    string
 	route     string
 	keyHash   string
+	idemKey   string // the idempotency key used, sent or derived ("" = none)
 	dedupe    dedupe.Decision
 	provider  string
 	attempts  int
@@ -130,6 +131,7 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 			writeError(ctx, ae)
 			ctx.Response.Header.Set("X-Request-Id", c.id)
 		}
+		c.dedupeHeaders(&ctx.Response.Header)
 		if !c.streaming {
 			c.status = ctx.Response.StatusCode()
 			if c.status >= 400 {
