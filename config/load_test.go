@@ -294,7 +294,7 @@ func TestRootConfig(t *testing.T) {
 	}
 	warnings := strings.Join(cfg.Warnings(), "\n")
 	for _, p := range []string{"openai", "gemini", "openrouter", "groq"} {
-		want := "providers." + p + ".api_key is empty: requests routed to " + p + " will fail"
+		want := "providers." + p + ".api_key is empty: requests skip " + p + " (a route with no other target answers 502 no_usable_target)"
 		if !strings.Contains(warnings, want) {
 			t.Errorf("warnings lack %q; got:\n%s", want, warnings)
 		}

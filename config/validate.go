@@ -355,7 +355,7 @@ func (c *Config) Warnings() []string {
 		}
 		path := "providers." + name
 		if p.APIKey == "" {
-			w = append(w, fmt.Sprintf("%s.api_key is empty: requests routed to %s will fail", path, name))
+			w = append(w, fmt.Sprintf("%s.api_key is empty: requests skip %s (a route with no other target answers 502 no_usable_target)", path, name))
 		}
 		if !used[name] {
 			w = append(w, fmt.Sprintf("%s is not used by any route", path))

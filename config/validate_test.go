@@ -126,7 +126,7 @@ func TestWarnings(t *testing.T) {
 		"routes:\n  - {model: m, targets: [{provider: p}]}\n"
 	f(keyed)
 	f(strings.Replace(keyed, ", api_key: sk", "", 1),
-		"providers.p.api_key is empty: requests routed to p will fail")
+		"providers.p.api_key is empty: requests skip p (a route with no other target answers 502 no_usable_target)")
 	f(strings.Replace(keyed, ", admin_key: adm", "", 1),
 		"auth.admin_key is empty: the admin API is disabled")
 	f(keyed+"debug: {pprof: true}\n",

@@ -385,6 +385,10 @@ var contractMetrics = []contractMetric{
 	{"gateway_store_oldest_processing_seconds", false, ""},
 	{"gateway_cost_usd_total", false, "model"},
 	{"gateway_cost_saved_usd_total", false, "model"},
+	{"gateway_breaker_state", false, "model,provider"},
+	{"gateway_breaker_transitions_total", false, "provider,to"},
+	{"gateway_retries_total", false, "provider"},
+	{"gateway_attempt_budget_exhausted_total", false, "route"},
 	{"go_goroutines", false, ""},
 	{"process_resident_memory_bytes", false, ""},
 }
@@ -494,7 +498,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 
 	// Label values are configuration words and fixed vocabulary.
 	outcomes := map[string]bool{"new": true, "replayed": true, "joined": true, "conflict": true, "mismatch": true,
-		"reclaimed": true, "bypassed": true, "success": true, "timeout": true, "error": true, "rate_limited": true, "skipped": true}
+		"reclaimed": true, "bypassed": true, "success": true, "timeout": true, "error": true, "rate_limited": true, "skipped": true, "cut": true}
 	word := regexp.MustCompile(`^[a-z_]+$`)
 	for _, s := range all {
 		if !strings.HasPrefix(s.name, "gateway_") {
@@ -502,20 +506,22 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		}
 		for k, v := range s.labels {
 			ok := false
-			switch k {
-			case "route", "provider", "from", "to", "model":
+			switch {
+			case k == "to" && s.name == "gateway_breaker_transitions_total":
+				ok = v == "open" || v == "half_open" || v == "closed"
+			case k == "route", k == "provider", k == "from", k == "to", k == "model":
 				ok = res.configWords[v]
-			case "outcome":
+			case k == "outcome":
 				ok = outcomes[v]
-			case "kind":
+			case k == "kind":
 				ok = v == "prompt" || v == "completion"
-			case "code":
+			case k == "code":
 				n, err := strconv.Atoi(v)
 				ok = err == nil && n >= 100 && n <= 599
-			case "le":
+			case k == "le":
 				_, err := strconv.ParseFloat(v, 64)
 				ok = err == nil || v == "+Inf"
-			case "result":
+			case k == "result":
 				ok = v == "success" || v == "failure"
 			default:
 				ok = word.MatchString(v)

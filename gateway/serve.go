@@ -26,6 +26,7 @@ import (
 	"github.com/idemgw/gateway/dedupe"
 	"github.com/idemgw/gateway/routes"
 	"github.com/idemgw/gateway/upstreams"
+	"github.com/idemgw/gateway/upstreams/breaker"
 )
 
 // app is one running gateway: its stores, server and background work.
@@ -37,9 +38,12 @@ type app struct {
 	rbackend *dedupe.Redis
 	coord    *dedupe.Coordinator
 	umet     *upstreams.Metrics
-	server   *routes.Server
-	http     *fasthttp.Server
-	set      *metrics.Set // the app's own series (reloads)
+	// breaker holds every target's breaker for the life of the process:
+	// a reload changes its settings, never its state.
+	breaker *breaker.Breaker
+	server  *routes.Server
+	http    *fasthttp.Server
+	set     *metrics.Set // the app's own series (reloads)
 
 	// certs is the listen_tls pair; nil serves plain HTTP.
 	certs *certificates
@@ -63,19 +67,26 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 	a.set.GetOrCreateCounter(`gateway_config_reloads_total{result="failure"}`)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := routes.NewState(cfg, a.umet)
+	if cfg.Lock.Kind == config.LockRedis {
+		// Locks, live streams, the rate limits' shared buckets and the
+		// breakers' shared state.
+		a.redis = newRedis(cfg.Lock.Redis)
+	}
+	// Shared by the nodes through Redis, kept in process without it (or
+	// while it does not answer).
+	a.breaker = breaker.New(cfg, breaker.Options{Redis: a.redis, Prefix: cfg.Lock.Redis.KeyPrefix, Logger: a.log})
+	st, err := routes.NewState(cfg, a.umet, a.breaker)
 	if err != nil {
+		a.close()
 		return nil, err
 	}
 	if a.certs, err = newCertificates(cfg.ListenTLS); err != nil {
+		a.close()
 		return nil, err
-	}
-	if cfg.Lock.Kind == config.LockRedis {
-		// Locks, live streams and the rate limits' shared buckets.
-		a.redis = newRedis(cfg.Lock.Redis)
 	}
 	if cfg.Dedupe.IsEnabled() {
 		if a.store, err = openStore(ctx, cfg); err != nil {
+			a.close()
 			return nil, err
 		}
 		var backend dedupe.Backend
@@ -146,6 +157,7 @@ func (a *app) handler() fasthttp.RequestHandler {
 func (a *app) writeMetrics(w io.Writer) {
 	a.server.Metrics().WritePrometheus(w)
 	a.umet.Set().WritePrometheus(w)
+	a.breaker.Metrics().WritePrometheus(w)
 	if a.coord != nil {
 		a.coord.Metrics().WritePrometheus(w)
 	}
@@ -245,6 +257,9 @@ func (a *app) shutdown(ctx context.Context) error {
 }
 
 func (a *app) close() {
+	if a.breaker != nil {
+		a.breaker.Close() // its background reads use Redis, closed below
+	}
 	if a.coord != nil {
 		a.coord.Close()
 	}
@@ -269,7 +284,9 @@ func (a *app) reload() error {
 	cfg, err := config.Load(a.cfg.Path)
 	if err == nil {
 		var st *routes.State
-		if st, err = routes.NewState(cfg, a.umet); err == nil {
+		if st, err = routes.NewState(cfg, a.umet, a.breaker); err == nil {
+			// New settings, same state: targets still routed keep theirs.
+			a.breaker.Reload(cfg)
 			a.server.Swap(st)
 			a.secrets.Store(config.NewScrubber(cfg.Secrets()))
 			if a.certs != nil && cfg.ListenTLS.Enabled() {

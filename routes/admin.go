@@ -10,7 +10,29 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/idemgw/gateway/dedupe"
+	"github.com/idemgw/gateway/upstreams/breaker"
 )
+
+// adminUpstreams serves GET /admin/upstreams: every target's breaker
+// (DESIGN.md section 7) as the cluster shares it, read from Redis when it
+// answers, else this node's own view ("shared": false).
+func (s *Server) adminUpstreams(ctx *fasthttp.RequestCtx, c *call) error {
+	if !isAdmin(ctx, c.st.Config.Auth.AdminKey) {
+		return errorf(401, "invalid_api_key", "the admin API needs Authorization: Bearer <admin_key>")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out := struct {
+		Targets []breaker.TargetState `json:"targets"`
+	}{c.st.Registry.Breaker().Snapshot(sctx)}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+	return nil
+}
 
 // adminTask serves GET /admin/tasks/{key}?tenant=T: the task and its
 // attempt log (DESIGN.md section 5). Bodies only with ?body=1.

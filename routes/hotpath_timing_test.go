@@ -58,7 +58,7 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := NewState(cfg, upstreams.NewMetrics())
+	st, err := NewState(cfg, upstreams.NewMetrics(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

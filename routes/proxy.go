@@ -21,6 +21,11 @@ type proxied struct {
 	model  string
 	stream bool
 	chain  *upstreams.Chain
+	// order is the order in which the chain tries its targets (drawn once,
+	// so that the ledger's first row is the first target called).
+	order []int
+	// maxAttempts, when above 0, is what the key has left of key_attempts.
+	maxAttempts int
 	// key is the idempotency key used (sent or derived); "" = no dedupe.
 	key string
 	req dedupe.Request
@@ -62,6 +67,7 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 			Message: "the model " + strconv.Quote(model) + " does not exist on this gateway"}
 	}
 	c.route = p.chain.Route.Model
+	p.order = p.chain.Plan()
 	if err := s.decideKey(ctx, c, p); err != nil {
 		return err
 	}
@@ -126,7 +132,7 @@ func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error 
 	p.req.Fingerprint = dedupe.Fingerprint(append([]byte(p.path+"\n"), canon...))
 	p.req.Stream = p.stream
 	p.req.Model = c.route
-	p.req.First = recordedAttempt(p.chain.FirstAttempt(p.model))
+	p.req.First = recordedAttempt(p.chain.FirstAttempt(p.model, p.order))
 	p.req.BypassOnStoreError = d.FailsOpen()
 	c.keyHash = p.req.KeyHash
 	return nil
@@ -211,7 +217,8 @@ func (s *Server) refusal(err error) error {
 
 // upstreamRequest is the chain input for p.
 func upstreamRequest(p *proxied) upstreams.Request {
-	return upstreams.Request{Path: p.path, Body: p.body, Model: p.model, Stream: p.stream, IdempotencyKey: p.key}
+	return upstreams.Request{Path: p.path, Body: p.body, Model: p.model, Stream: p.stream, IdempotencyKey: p.key,
+		Order: p.order, MaxAttempts: p.maxAttempts}
 }
 
 // detach reports whether the upstream call outlives the client.

@@ -77,6 +77,14 @@ func chainError(err error, attempts int) *APIError {
 		e.Headers["X-Gateway-Attempts"] = strconv.Itoa(attempts)
 		return e
 	}
+	if errors.Is(err, upstreams.ErrNoUsableTarget) {
+		// No key, no kind that serves the endpoint: a retry meets the
+		// same configuration, so SDKs are told not to send one.
+		e := &APIError{Status: 502, Type: "api_error", Code: "no_usable_target",
+			Message: err.Error(), Cause: err,
+			Headers: map[string]string{"x-should-retry": "false", "X-Gateway-Attempts": strconv.Itoa(attempts)}}
+		return e
+	}
 	status := 502
 	var ue *upstreams.Error
 	if errors.As(err, &ue) {

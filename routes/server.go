@@ -19,6 +19,7 @@ import (
 	"github.com/idemgw/gateway/dedupe"
 	"github.com/idemgw/gateway/routes/limit"
 	"github.com/idemgw/gateway/upstreams"
+	"github.com/idemgw/gateway/upstreams/breaker"
 )
 
 // State is what a config reload replaces: the config and the clients and
@@ -30,9 +31,11 @@ type State struct {
 	scrub    *config.Scrubber // the config's secrets, removed from error answers and logged errors
 }
 
-// NewState builds the request-path state of a validated config.
-func NewState(cfg *config.Config, m *upstreams.Metrics) (*State, error) {
-	reg, err := upstreams.NewRegistry(cfg, m)
+// NewState builds the request-path state of a validated config. br is
+// the process's breakers (see upstreams.NewRegistry), nil for breakers of
+// this state's own.
+func NewState(cfg *config.Config, m *upstreams.Metrics, br *breaker.Breaker) (*State, error) {
+	reg, err := upstreams.NewRegistry(cfg, m, br)
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +114,9 @@ type handlerFunc func(ctx *fasthttp.RequestCtx, c *call) error
 // adminTasksPrefix starts the path of GET /admin/tasks/{key}.
 const adminTasksPrefix = "/admin/tasks/"
 
+// adminUpstreamsPath is GET /admin/upstreams, the breakers' state.
+const adminUpstreamsPath = "/admin/upstreams"
+
 // Handler is the server's one fasthttp.RequestHandler.
 func (s *Server) Handler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
@@ -167,6 +173,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, c *call) handlerFunc {
 	if c.st.Config.Debug.Pprof && strings.HasPrefix(path, debugPrefix) {
 		s.pprof(ctx, c)
 		return nil
+	}
+	if path == adminUpstreamsPath {
+		if !ctx.IsGet() {
+			return methodNotAllowed("GET")
+		}
+		return s.adminUpstreams
 	}
 	if len(path) > len(adminTasksPrefix) && strings.HasPrefix(path, adminTasksPrefix) {
 		if !ctx.IsGet() {

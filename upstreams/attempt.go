@@ -3,9 +3,12 @@ package upstreams
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/idemgw/gateway/upstreams/breaker"
 )
 
 // AttemptOutcome is how one upstream attempt ended (DESIGN.md section 3).
@@ -48,8 +51,9 @@ type Usage struct {
 	CompletionTokens int64
 }
 
-// outcomeFor classifies a finished attempt.
-func outcomeFor(err *Error) AttemptOutcome {
+// outcomeFor classifies a finished attempt; status is the upstream's
+// HTTP status once one answered.
+func outcomeFor(err *Error, status int) AttemptOutcome {
 	switch {
 	case err == nil:
 		return OutcomeSuccess
@@ -59,9 +63,54 @@ func outcomeFor(err *Error) AttemptOutcome {
 		return OutcomeTimeout
 	case err.Status == 429:
 		return OutcomeRateLimited
+	case cutAnswer(err, status):
+		return OutcomeCut
 	default:
 		return OutcomeError
 	}
+}
+
+// cutAnswer reports a 2xx answer that broke before its end (a stream
+// without its terminating event, a body cut short): the upstream started
+// and failed, which is neither a refusal nor the gateway's doing.
+func cutAnswer(err *Error, status int) bool {
+	return status >= 200 && status <= 299 && !errors.Is(err, ErrStreamAbandoned) && !canceled(err)
+}
+
+// canceled reports an attempt ended by the request's context (its client
+// left without detach, its task was taken over, shutdown): it says
+// nothing about the upstream.
+func canceled(err *Error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// breakerResult is what an attempt's end tells its target's breaker; ok is
+// false when it tells nothing (the gateway cancelled the call).
+func breakerResult(err *Error, status int) (r breaker.Result, ok bool) {
+	switch {
+	case err == nil, errors.Is(err, ErrStreamAbandoned):
+		// An abandoned stream was flowing until the gateway stopped it.
+		return breaker.Result{Class: breaker.Success}, true
+	case canceled(err):
+		return breaker.Result{}, false
+	case err.Timeout:
+		return breaker.Result{Class: breaker.Timeout}, true
+	case err.Connect:
+		return breaker.Result{Class: breaker.Connect}, true
+	case cutAnswer(err, status):
+		return breaker.Result{Class: breaker.Cut}, true
+	case err.Status != 0:
+		r = breaker.Result{Class: breaker.ClassOf(err.Status)}
+		if r.Class == breaker.RateLimited && err.HasRetryAfter {
+			// 0 would mean "none sent" to the breaker: a Retry-After of 0
+			// asks for the shortest cooling, not the default one.
+			r.RetryAfter = max(err.RetryAfter, time.Millisecond)
+		}
+		return r, true
+	}
+	// The connection broke before any status (reset, EOF): the target
+	// failed to answer.
+	return breaker.Result{Class: breaker.ServerError}, true
 }
 
 // attempt is one call of a chain to one target, from the moment its
@@ -76,6 +125,11 @@ type attempt struct {
 	body   []byte // the client's body with model rewritten for the target
 	status int    // the upstream HTTP status, once one answered
 	ledger Ledger // nil: attempts are not recorded as they happen
+	// decision is the breaker's leave to call; the attempt's end is
+	// reported under it, unless ctx (the request's) ended first: a call
+	// the gateway cut says nothing about the target.
+	decision breaker.Decision
+	ctx      context.Context
 }
 
 // Ledger records a chain's attempts as they happen. upstreams does not
@@ -93,11 +147,12 @@ type Ledger interface {
 // try is one attempt's life: send to the target, wait for the first byte,
 // then hand the answer to res, or record why there is none. next reports
 // that the chain should go on to its next target, with e the failure.
-func (c *Chain) try(ctx context.Context, t Target, req Request, res *Result) (next bool, e *Error) {
+func (c *Chain) try(ctx context.Context, t Target, d breaker.Decision, req Request, res *Result) (next bool, e *Error) {
 	a, e := c.newAttempt(t, req, res)
 	if e != nil {
 		return false, e
 	}
+	a.decision, a.ctx = d, ctx
 	if a.ledger != nil {
 		if err := a.ledger.Start(*a.record()); err != nil {
 			res.Attempts = res.Attempts[:a.idx]
@@ -141,6 +196,34 @@ func (c *Chain) newAttempt(t Target, req Request, res *Result) (*attempt, *Error
 	return a, nil
 }
 
+// skipped records a target that is not called (its breaker is open, its
+// provider has no key): a row with outcome skipped and the reason, which
+// goes through the ledger like any attempt so the log shows why the next
+// target answered. A ledger error stops the chain as for a call.
+func (c *Chain) skipped(t Target, req Request, res *Result, reason string) *Error {
+	model := req.Model
+	if t.Model != "" {
+		model = t.Model
+	}
+	label := t.Model
+	if label == "" {
+		label = c.Route.Model
+	}
+	rec := Attempt{Provider: t.Provider.Name, Model: model, Outcome: OutcomeStarted, Start: time.Now()}
+	if req.Ledger != nil {
+		if err := req.Ledger.Start(rec); err != nil {
+			return &Error{Provider: t.Provider.Name, Err: fmt.Errorf("%w: %w", ErrNotRecorded, err)}
+		}
+	}
+	rec.Outcome, rec.Error = OutcomeSkipped, reason
+	res.Attempts = append(res.Attempts, rec)
+	c.metrics.attempt(&rec, label, nil)
+	if req.Ledger != nil {
+		req.Ledger.Finish(rec)
+	}
+	return nil
+}
+
 // failed records an attempt that got no 2xx answer and says whether the
 // chain falls back. A failure that must not fall back and carries an
 // upstream status (a 4xx) goes back to the client as it is.
@@ -175,12 +258,17 @@ func (a *attempt) readBody(rep *reply) *Error {
 	return nil
 }
 
-// finish closes the attempt's record (err nil is a success) and counts it.
+// finish closes the attempt's record (err nil is a success), counts it
+// and reports it to the target's breaker. A stream's attempt finishes when
+// the stream ends, so a stream cut after its first byte counts as cut.
 func (a *attempt) finish(err *Error, u Usage) {
 	r := a.record()
-	r.Outcome, r.Duration, r.Usage, r.HTTPStatus = outcomeFor(err), time.Since(r.Start), u, a.status
+	r.Outcome, r.Duration, r.Usage, r.HTTPStatus = outcomeFor(err, a.status), time.Since(r.Start), u, a.status
 	if err != nil {
 		r.Error = err.Error()
+	}
+	if br, ok := breakerResult(err, a.status); ok && (err == nil || a.ctx.Err() == nil) {
+		a.chain.breaker.Report(a.decision, br)
 	}
 	a.chain.metrics.attempt(r, a.label, a.chain.price(a.label))
 	if a.ledger != nil {

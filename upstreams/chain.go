@@ -1,11 +1,10 @@
 package upstreams
 
 import (
-	"context"
-	"fmt"
 	"mime"
 
 	"github.com/idemgw/gateway/config"
+	"github.com/idemgw/gateway/upstreams/breaker"
 )
 
 // Target is one provider of a route, with the model sent to it ("" keeps
@@ -13,14 +12,24 @@ import (
 type Target struct {
 	Provider *Provider
 	Model    string
+	key      breaker.Target // its breaker
 }
 
-// Chain tries the targets of one route in order.
+// Chain tries the targets of one route in order (DESIGN.md section 7):
+// tiers and weights decide the order, breakers skip the targets that are
+// failing, retries and fallbacks share one attempt budget.
 type Chain struct {
 	Route   *config.Route
 	Targets []Target
 	metrics *Metrics
 	pricing map[string]config.Price
+	breaker *breaker.Breaker
+	// maxAttempts is the top-level resilience.max_attempts: a request-wide
+	// budget, whatever providers it reaches.
+	maxAttempts int
+	// fixed is the order of a route without tiers, shared by its requests
+	// (read only), so that they draw and allocate nothing.
+	fixed []int
 }
 
 // price returns the pricing of a model label, or nil.
@@ -54,6 +63,13 @@ type Request struct {
 	// Ledger, when set, records each attempt before its call goes out and
 	// when it ends (the dedupe record of the task, DESIGN.md section 3).
 	Ledger Ledger
+	// Order is the order of Plan in which to try the targets, so that the
+	// first attempt a ledger recorded ahead (FirstAttempt) is the one
+	// made; nil draws one.
+	Order []int
+	// MaxAttempts, when above 0, lowers the route's max_attempts for this
+	// request (what its idempotency key has left of key_attempts).
+	MaxAttempts int
 }
 
 // Result is the answer of the target that answered. For a final upstream
@@ -71,49 +87,38 @@ type Result struct {
 	Attempts    []Attempt
 }
 
+// Plan draws the order in which one request tries the targets (indexes
+// into Targets): tiers keep their order, weights pick within a tier.
+// The slice must not be modified.
+func (c *Chain) Plan() []int {
+	if c.fixed != nil {
+		return c.fixed
+	}
+	return Order(make([]int, 0, len(c.Route.Targets)), c.Route.Targets, nil)
+}
+
 // FirstAttempt is the attempt the chain makes first for a client's model
-// (the provider and the model sent to it), so that a ledger can record it
-// before the chain runs; zero when the route has no targets.
-func (c *Chain) FirstAttempt(model string) Attempt {
+// under order (nil: the configured order): the provider and the model sent
+// to it, so that a ledger can record it before the chain runs; zero when
+// the route has no targets. Breakers are not consulted: a skipped first
+// target rewrites the row.
+func (c *Chain) FirstAttempt(model string, order []int) Attempt {
 	if len(c.Targets) == 0 {
 		return Attempt{}
 	}
 	t := c.Targets[0]
+	if len(order) > 0 {
+		t = c.Targets[order[0]]
+	}
 	if t.Model != "" {
 		model = t.Model
 	}
 	return Attempt{Provider: t.Provider.Name, Model: model, Outcome: OutcomeStarted}
 }
 
-// Do calls the targets in order until one answers with a 2xx or a
-// failure that fallback_on does not cover. It returns the last *Error when
-// every target failed; Result.Attempts is filled in every case.
-func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
-	res := &Result{}
-	var last *Error
-	for i, t := range c.Targets {
-		if err := ctx.Err(); err != nil {
-			// Cancelled (client gone without detach, or the task was
-			// taken over): calling the next target would pay for nothing.
-			return res, &Error{Err: fmt.Errorf("cannot try target %d: %w", i+1, err)}
-		}
-		if i > 0 && last != nil {
-			c.metrics.fallback(c.Route.Model, c.Targets[i-1].Provider.Name, t.Provider.Name)
-		}
-		next, e := c.try(ctx, t, req, res)
-		if !next {
-			if e != nil {
-				return res, e
-			}
-			return res, nil
-		}
-		last = e
-	}
-	if last == nil {
-		return res, &Error{Err: fmt.Errorf("route %q has no targets", c.Route.Model)}
-	}
-	return res, last
-}
+// CountBudgetExhausted counts a request refused because its idempotency
+// key spent its key_attempts (gateway_attempt_budget_exhausted_total).
+func (c *Chain) CountBudgetExhausted() { c.metrics.budgetCounter(c.Route.Model).Inc() }
 
 // isEventStream reports an SSE content type. Media types are case
 // insensitive and may carry parameters (RFC 9110 section 8.3.1); a

@@ -6,6 +6,7 @@ package upstreams
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error is a failed upstream call. Status is the upstream HTTP status (0
@@ -19,10 +20,17 @@ type Error struct {
 	// Connect: the request provably never reached the upstream.
 	Connect bool
 	Body    []byte
-	Err     error
+	// RetryAfter is the wait the upstream asked for in its retry-after-ms
+	// or Retry-After header (a 429, often a 503), valid when HasRetryAfter.
+	RetryAfter    time.Duration
+	HasRetryAfter bool
+	Err           error
 }
 
 func (e *Error) Error() string {
+	if e.Provider == "" {
+		return e.Err.Error() // about the route, not one provider
+	}
 	if e.Status != 0 {
 		return fmt.Sprintf("provider %q answered %d: %v", e.Provider, e.Status, e.Err)
 	}
@@ -45,4 +53,11 @@ var (
 	// did not go out (a call that is not in the record could be paid for
 	// twice, or never reconciled).
 	ErrNotRecorded = errors.New("upstreams: the attempt could not be recorded; it was not sent")
+	// ErrNoUsableTarget: no target of the route can be called for a reason
+	// no retry can change (no api_key, or a kind that cannot serve the
+	// endpoint); nothing was sent.
+	ErrNoUsableTarget = errors.New("upstreams: no target of the route can be called")
+	// ErrStreamAbandoned: the gateway stopped reading a stream (its client
+	// left and nothing records it); the upstream was not at fault.
+	ErrStreamAbandoned = errors.New("upstreams: stream abandoned by the gateway")
 )

@@ -25,6 +25,8 @@ type Metrics struct {
 	ttfbs     map[string]*metrics.PrometheusHistogram
 	tokenC    map[[3]string]*metrics.Counter // provider, model, kind
 	costs     map[string]*metrics.FloatCounter
+	retries   map[string]*metrics.Counter // provider
+	budgets   map[string]*metrics.Counter // route
 }
 
 // NewMetrics registers nothing globally; the caller exposes Set().
@@ -36,6 +38,8 @@ func NewMetrics() *Metrics {
 		ttfbs:     map[string]*metrics.PrometheusHistogram{},
 		tokenC:    map[[3]string]*metrics.Counter{},
 		costs:     map[string]*metrics.FloatCounter{},
+		retries:   map[string]*metrics.Counter{},
+		budgets:   map[string]*metrics.Counter{},
 	}
 }
 
@@ -113,4 +117,20 @@ func (m *Metrics) tokenCounter(provider, model, kind string) *metrics.Counter {
 // fallback counts a move to the next target; rare, so not cached.
 func (m *Metrics) fallback(route, from, to string) {
 	m.set.GetOrCreateCounter(fmt.Sprintf(`gateway_fallbacks_total{route=%q,from=%q,to=%q}`, route, from, to)).Inc()
+}
+
+// retryCounter is gateway_retries_total{provider}: tries of the same
+// target after a failure (DESIGN.md section 7).
+func (m *Metrics) retryCounter(provider string) *metrics.Counter {
+	return series(m, m.retries, provider, func() *metrics.Counter {
+		return m.set.GetOrCreateCounter(fmt.Sprintf(`gateway_retries_total{provider=%q}`, provider))
+	})
+}
+
+// budgetCounter is gateway_attempt_budget_exhausted_total{route}: requests
+// refused because their idempotency key spent key_attempts.
+func (m *Metrics) budgetCounter(route string) *metrics.Counter {
+	return series(m, m.budgets, route, func() *metrics.Counter {
+		return m.set.GetOrCreateCounter(fmt.Sprintf(`gateway_attempt_budget_exhausted_total{route=%q}`, route))
+	})
 }

@@ -32,7 +32,10 @@ type Provider struct {
 	basePath         string
 	timeout          time.Duration
 	firstByteTimeout time.Duration
-	client           *fasthttp.HostClient
+	// resilience is the provider's effective resilience block (retries,
+	// backoff); its breaker settings live in the chain's Breaker.
+	resilience config.Resilience
+	client     *fasthttp.HostClient
 }
 
 // NewProvider builds the client of a validated provider config.
@@ -56,6 +59,7 @@ func NewProvider(p *config.Provider) (*Provider, error) {
 		basePath:         strings.TrimSuffix(u.Path, "/"),
 		timeout:          p.Timeout,
 		firstByteTimeout: p.FirstByteTimeout,
+		resilience:       p.Resilience,
 		client: &fasthttp.HostClient{
 			Addr:     addr,
 			Name:     "idempotent-llm-gateway",
@@ -90,6 +94,10 @@ type reply struct {
 	ttfb        time.Duration
 	release     func()
 }
+
+// hasKey reports whether the provider has an api_key; without one its
+// targets are skipped, never called.
+func (p *Provider) hasKey() bool { return p.apiKey != "" }
 
 // do sends c and waits for the first byte of the answer, bounded by
 // first_byte_timeout and timeout. ctx cancels the call (detach off, or
@@ -195,8 +203,11 @@ func (x *exchange) firstByte(ctx context.Context) (*reply, *Error) {
 	if status < 200 || status > 299 {
 		stopCancel()
 		b, _ := io.ReadAll(io.LimitReader(br, maxErrorBody))
+		e := &Error{Provider: x.p.Name, Status: status, Body: b, Err: errors.New(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status))}
+		// Read before release: the headers go with the response.
+		e.RetryAfter, e.HasRetryAfter = ParseRetryAfter(string(x.resp.Header.Peek("retry-after-ms")), string(x.resp.Header.Peek("Retry-After")), time.Now())
 		x.release()
-		return nil, &Error{Provider: x.p.Name, Status: status, Body: b, Err: errors.New(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status))}
+		return nil, e
 	}
 	rep := &reply{status: status, contentType: string(x.resp.Header.ContentType()), body: br, ttfb: ttfb}
 	rep.release = func() {

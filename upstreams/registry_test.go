@@ -17,7 +17,7 @@ func TestRegistryChainFor(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse: %v", err)
 		}
-		r, err := NewRegistry(cfg, NewMetrics())
+		r, err := NewRegistry(cfg, NewMetrics(), nil)
 		if err != nil {
 			t.Fatalf("NewRegistry: %v", err)
 		}

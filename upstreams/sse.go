@@ -118,7 +118,7 @@ func (s *Stream) Usage() Usage { return s.usage }
 // Close abandons the stream (its attempt is recorded as an error).
 func (s *Stream) Close() {
 	if !s.ended {
-		_ = s.end(&Error{Provider: s.provider, Err: errors.New("stream abandoned by the gateway")})
+		_ = s.end(&Error{Provider: s.provider, Err: ErrStreamAbandoned})
 	}
 }
 

@@ -209,6 +209,10 @@ func (b *Breaker) Reload(cfg *config.Config) {
 			continue
 		}
 		b.providerLocked(name).set.Store(settingsOf(pc))
+		// Zero from the start, so that increase() sees the first one.
+		for _, to := range []State{Open, HalfOpen, Closed} {
+			b.transitionCounter(name, to)
+		}
 	}
 	old := *b.entries.Load()
 	next := make(map[Target]*entry, len(old))
@@ -280,9 +284,15 @@ func (b *Breaker) providerLocked(name string) *provider {
 
 func (b *Breaker) newEntryLocked(t Target) *entry {
 	key := b.opts.Prefix + "breaker:{" + t.Provider + "/" + t.Model + "}"
+	// A pass-through target is labelled "*", as its route is written: an
+	// empty label value would read as no label at all in PromQL.
+	label := t.Model
+	if label == "" {
+		label = "*"
+	}
 	e := &entry{
 		t: t, prov: b.providerLocked(t.Provider), key: key, probeKey: key + ":probe",
-		gauge: fmt.Sprintf(`gateway_breaker_state{provider=%q,model=%q}`, t.Provider, t.Model),
+		gauge: fmt.Sprintf(`gateway_breaker_state{provider=%q,model=%q}`, t.Provider, label),
 	}
 	e.quiet.Store(true)
 	b.set.GetOrCreateGauge(e.gauge, func() float64 {

@@ -3,6 +3,8 @@ package breaker
 import (
 	"fmt"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 )
 
 // transition counts gateway_breaker_transitions_total{provider,to}. In a
@@ -11,7 +13,11 @@ import (
 // (half_open). An auth cooling counts as the provider opening; its end
 // counts as closed only when a call succeeded through it.
 func (b *Breaker) transition(provider string, to State) {
-	b.set.GetOrCreateCounter(fmt.Sprintf(`gateway_breaker_transitions_total{provider=%q,to=%q}`, provider, to.String())).Inc()
+	b.transitionCounter(provider, to).Inc()
+}
+
+func (b *Breaker) transitionCounter(provider string, to State) *metrics.Counter {
+	return b.set.GetOrCreateCounter(fmt.Sprintf(`gateway_breaker_transitions_total{provider=%q,to=%q}`, provider, to.String()))
 }
 
 // logTransition logs a target opening (warn) or closing (info).

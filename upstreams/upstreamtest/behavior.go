@@ -32,6 +32,10 @@ type Behavior struct {
 	// the Authorization header the call carried, as careless upstreams do,
 	// so that tests can check the gateway scrubs it.
 	EchoAuthorization bool
+	// RetryAfter and RetryAfterMs, when set, are sent as the Retry-After
+	// and retry-after-ms response headers (a rate-limited provider's hint).
+	RetryAfter   string
+	RetryAfterMs string
 	// FirstByteDelay is how long to wait before sending the response headers.
 	FirstByteDelay time.Duration
 	// Hang makes the server never answer: the handler blocks until the

@@ -81,6 +81,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.b = s.behaviorFor(f.Model)
+	if c.b.RetryAfter != "" {
+		w.Header().Set("Retry-After", c.b.RetryAfter)
+	}
+	if c.b.RetryAfterMs != "" {
+		w.Header().Set("retry-after-ms", c.b.RetryAfterMs)
+	}
 
 	var answer func(stream bool)
 	switch r.URL.Path {

@@ -70,6 +70,7 @@ type Server struct {
 	// never while a handler sleeps or writes.
 	mu          sync.Mutex
 	behaviors   map[string]Behavior
+	sequences   map[string][]Behavior // SetSequence: what is left, the last one repeating
 	defaultB    Behavior
 	seen        map[string]struct{}
 	calls       int
@@ -96,6 +97,7 @@ func Listen(addr string) (*Server, error) {
 		ln:          ln,
 		closed:      make(chan struct{}),
 		behaviors:   make(map[string]Behavior),
+		sequences:   make(map[string][]Behavior),
 		seen:        make(map[string]struct{}),
 		byModel:     make(map[string]int),
 		byKey:       make(map[string]int),
@@ -160,6 +162,22 @@ func (s *Server) SetBehavior(model string, b Behavior) {
 		return
 	}
 	s.behaviors[model] = b
+	delete(s.sequences, model)
+	s.seen[model] = struct{}{}
+}
+
+// SetSequence scripts successive calls for model: the first call is
+// answered with bs[0], the next with bs[1], and so on; the last behavior
+// answers every call after it. A later SetBehavior or SetSequence for the
+// model replaces it.
+func (s *Server) SetSequence(model string, bs ...Behavior) {
+	if len(bs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sequences[model] = append([]Behavior(nil), bs...)
+	s.behaviors[model] = bs[len(bs)-1]
 	s.seen[model] = struct{}{}
 }
 
@@ -177,6 +195,10 @@ func (s *Server) SetMaxRequests(n int) {
 func (s *Server) behaviorFor(model string) Behavior {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if seq := s.sequences[model]; len(seq) > 1 {
+		s.sequences[model] = seq[1:]
+		return seq[0]
+	}
 	if b, ok := s.behaviors[model]; ok {
 		return b
 	}

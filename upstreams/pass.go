@@ -1,0 +1,200 @@
+package upstreams
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/idemgw/gateway/upstreams/breaker"
+)
+
+// pass is one request's way through a chain (DESIGN.md section 7): the
+// targets in the request's order, each asked of its breaker first; open
+// ones skipped at once, the others called, retried and fallen back from
+// within the attempt budget.
+type pass struct {
+	c   *Chain
+	ctx context.Context
+	req Request
+	res *Result
+	// left is how many calls the request may still make (max_attempts,
+	// lowered by the key's budget); calls counts those made.
+	left  int
+	calls int
+	last  *Error
+	// open are the targets the breakers skipped, with their decisions,
+	// for the forced call when every target was skipped.
+	open     []breaker.Decision
+	openT    []Target
+	unusable []string // why the other skipped targets cannot be called
+	// prev is the provider reached last, for gateway_fallbacks_total.
+	prev string
+}
+
+// Do calls the targets in order until one answers with a 2xx or a
+// failure that fallback_on does not cover. It returns the last *Error when
+// every target failed, an *Error wrapping ErrNoUsableTarget when none could
+// be called; Result.Attempts is filled in every case.
+func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
+	p := &pass{c: c, ctx: ctx, req: req, res: &Result{}, left: c.maxAttempts}
+	if req.MaxAttempts > 0 && req.MaxAttempts < p.left {
+		p.left = req.MaxAttempts
+	}
+	order := req.Order
+	if len(order) != len(c.Targets) {
+		order = c.Plan()
+	}
+	for _, i := range order {
+		if done, err := p.target(c.Targets[i]); done {
+			return p.res, err
+		}
+	}
+	if p.calls == 0 {
+		if k := breaker.Soonest(p.open); k >= 0 {
+			// Every callable target is open: the gateway never fails a
+			// request without trying, so the one that closes first is
+			// called anyway, as its probe.
+			d := c.breaker.Force(ctx, p.open[k])
+			if done, err := p.call(p.openT[k], d); done {
+				return p.res, err
+			}
+		} else if p.last == nil {
+			return p.res, p.noUsableTarget()
+		}
+	}
+	return p.res, p.final()
+}
+
+// target tries one target. done reports that the request has its answer
+// (or must stop), with err its error.
+func (p *pass) target(t Target) (done bool, err error) {
+	if err := p.ctx.Err(); err != nil {
+		// Cancelled (client gone without detach, or the task was taken
+		// over): calling the next target would pay for nothing.
+		return true, &Error{Err: fmt.Errorf("cannot try the next target: %w", err)}
+	}
+	if p.left <= 0 {
+		return true, p.stopped()
+	}
+	if p.prev != "" {
+		p.c.metrics.fallback(p.c.Route.Model, p.prev, t.Provider.Name)
+	}
+	p.prev = t.Provider.Name
+	if !t.Provider.hasKey() {
+		reason := fmt.Sprintf("provider %q has no api_key configured", t.Provider.Name)
+		p.unusable = append(p.unusable, reason)
+		return p.skip(t, reason)
+	}
+	d := p.c.breaker.Allow(p.ctx, t.key)
+	if !d.Call {
+		p.open, p.openT = append(p.open, d), append(p.openT, t)
+		return p.skip(t, d.String())
+	}
+	return p.call(t, d)
+}
+
+// skip records a target that is not called; it costs no attempt of the
+// budget. done is true only when the ledger refused the row.
+func (p *pass) skip(t Target, reason string) (done bool, err error) {
+	if e := p.c.skipped(t, p.req, p.res, reason); e != nil {
+		return true, e
+	}
+	return false, nil
+}
+
+// call calls t under decision d, then retries it while its failures allow
+// (retries: connect, 429 and 5xx, before any byte reached the client, each
+// retry its own attempt within the budget).
+func (p *pass) call(t Target, d breaker.Decision) (done bool, err error) {
+	r := t.Provider.resilience
+	for n := 0; ; n++ {
+		if p.left <= 0 {
+			return true, p.stopped()
+		}
+		if n > 0 {
+			p.c.metrics.retryCounter(t.Provider.Name).Inc()
+		}
+		p.left--
+		p.calls++
+		next, e := p.c.try(p.ctx, t, d, p.req, p.res)
+		if !next {
+			if e != nil {
+				return true, e
+			}
+			return true, nil
+		}
+		p.last = e
+		if !retryable(e) || p.left <= 0 {
+			return false, nil
+		}
+		wait, ok := RetryDelay(n, r, e.RetryAfter, e.HasRetryAfter, nil)
+		if !ok {
+			return false, nil
+		}
+		// A failure that opened the breaker ends the retries at once; a
+		// Retry-After is waited first, because the 429 itself cooled the
+		// target for exactly that long.
+		if !e.HasRetryAfter {
+			if d = p.c.breaker.Allow(p.ctx, t.key); !d.Call {
+				return false, nil
+			}
+		}
+		if !sleep(p.ctx, wait) {
+			return true, &Error{Provider: t.Provider.Name, Err: fmt.Errorf("cannot retry: %w", p.ctx.Err())}
+		}
+		if e.HasRetryAfter {
+			if d = p.c.breaker.Allow(p.ctx, t.key); !d.Call {
+				return false, nil
+			}
+		}
+	}
+}
+
+// retryable reports a failure worth a retry of the same target: the
+// request provably never arrived (connect), or the upstream said to come
+// back (429, 5xx). Timeouts are not retried: the upstream may still be
+// working on, and paying for, the first call.
+func retryable(e *Error) bool {
+	return e.Connect || e.Status == 429 || e.Status >= 500
+}
+
+// final is the chain's error once no target answered: the last failure.
+func (p *pass) final() error {
+	if p.last == nil {
+		return &Error{Err: fmt.Errorf("route %q has no targets", p.c.Route.Model)}
+	}
+	return p.last
+}
+
+// stopped is the error of a request whose attempt budget ran out while
+// targets or retries were left: the last failure, naming the budget.
+func (p *pass) stopped() error {
+	if p.last == nil {
+		return p.final()
+	}
+	e := *p.last
+	e.Err = fmt.Errorf("%w (stopped: max_attempts reached after %d attempts)", p.last.Err, p.calls)
+	return &e
+}
+
+// noUsableTarget is the error of a route none of whose targets can be
+// called for a reason that no retry changes.
+func (p *pass) noUsableTarget() error {
+	return &Error{Err: fmt.Errorf("%w: %s", ErrNoUsableTarget, strings.Join(p.unusable, "; "))}
+}
+
+// sleep waits d, and reports false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
