@@ -187,6 +187,11 @@ type Request struct {
 	// and model of the route's first target): Begin writes it as started,
 	// and the ticket then keeps the attempt ledger (StartAttempt).
 	First Attempt
+	// AttemptWindow and AttemptBudget are key_attempts_window and
+	// key_attempts (see BeginRequest); a leader's ticket then carries
+	// RecentAttempts.
+	AttemptWindow time.Duration
+	AttemptBudget int
 }
 
 // Ticket is the decision for one request and what its holder needs to
@@ -204,6 +209,9 @@ type Ticket struct {
 	// StoreErr is the store failure behind a DecisionBypassed ticket of a
 	// BypassOnStoreError request (nil otherwise), for the log.
 	StoreErr error
+	// RecentAttempts is, for a leader, how many attempts the key made
+	// within Request.AttemptWindow before this request (BeginResult).
+	RecentAttempts int
 
 	lead *leader
 }
@@ -349,7 +357,7 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 	res, err := c.store.Begin(sctx, BeginRequest{
 		Tenant: r.Tenant, KeyHash: r.KeyHash, Fingerprint: r.Fingerprint, Stream: r.Stream, Model: r.Model,
 		Owner: c.opts.Owner, Lease: c.opts.Lease, MaxProcessing: c.opts.MaxProcessing, Fresh: r.Fresh, MaxAge: r.MaxAge,
-		First: r.First,
+		First: r.First, AttemptWindow: r.AttemptWindow, AttemptBudget: r.AttemptBudget,
 	})
 	cancel()
 	if err != nil {
@@ -366,7 +374,7 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 		for _, a := range res.Abandoned {
 			c.countAbandoned(a.Provider, 1)
 		}
-		return &Ticket{Decision: d, Task: res.Task, lead: c.newLeader(r, res.Task, res.Started, lock)}, Task{}, nil
+		return &Ticket{Decision: d, Task: res.Task, RecentAttempts: res.RecentAttempts, lead: c.newLeader(r, res.Task, res.Started, lock)}, Task{}, nil
 	case VerdictCompleted:
 		c.release(lock)
 		t, err := c.replay(res.Task)

@@ -226,12 +226,14 @@ func (e embeddedTx) putFinal(key []byte, fence int64, a *Attempt) error {
 }
 
 // abandon marks the started attempts of fences before fence abandoned
-// and returns them with the task's highest attempt number.
-func (e embeddedTx) abandon(key []byte, fence int64) (abandoned []Attempt, last int, err error) {
+// and returns them with the task's highest attempt number and how many
+// attempts started after since (recentAttempts).
+func (e embeddedTx) abandon(key []byte, fence int64, since time.Time) (abandoned []Attempt, last, recent int, err error) {
 	all, err := e.attemptsOf(key)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
+	recent = recentAttempts(all, since)
 	for _, a := range all {
 		last = max(last, a.N)
 		if a.Outcome != AttemptStarted || a.Fence >= fence {
@@ -239,11 +241,11 @@ func (e embeddedTx) abandon(key []byte, fence int64) (abandoned []Attempt, last 
 		}
 		a.Outcome, a.Error = AttemptAbandoned, abandonedError
 		if err := e.putAttempt(key, a); err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 		abandoned = append(abandoned, a)
 	}
-	return abandoned, last, nil
+	return abandoned, last, recent, nil
 }
 
 // update runs fn in a write transaction unless ctx is already done
@@ -324,11 +326,18 @@ func (s *Embedded) Begin(ctx context.Context, req BeginRequest) (BeginResult, er
 		if err := e.put(key, &old, t); err != nil {
 			return err
 		}
-		abandoned, last, err := e.abandon(key, t.Fence)
+		abandoned, last, recent, err := e.abandon(key, t.Fence, now.Add(-req.AttemptWindow))
 		if err != nil {
 			return err
 		}
 		res.Abandoned = abandoned
+		if req.AttemptWindow > 0 {
+			res.RecentAttempts = recent
+		}
+		if overBudget(req, res.RecentAttempts) {
+			res.Started = nil
+			return nil
+		}
 		return e.startFirst(key, req, &res, last)
 	})
 	if err != nil {
@@ -514,7 +523,7 @@ func (s *Embedded) ReclaimZombies(ctx context.Context, maxProcessing time.Durati
 			if err := e.put(key, &old, t); err != nil {
 				return err
 			}
-			abandoned, _, err := e.abandon(key, t.Fence)
+			abandoned, _, _, err := e.abandon(key, t.Fence, now)
 			if err != nil {
 				return err
 			}

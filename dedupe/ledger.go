@@ -53,6 +53,24 @@ type Reclaimed struct {
 	Abandoned map[string]int
 }
 
+// recentAttempts counts the attempts of all that started after since and
+// were (or may have been) called: every outcome but skipped.
+func recentAttempts(all []Attempt, since time.Time) int {
+	n := 0
+	for _, a := range all {
+		if a.Outcome != AttemptSkipped && a.StartedAt.After(since) {
+			n++
+		}
+	}
+	return n
+}
+
+// overBudget reports a leader whose key spent its attempt budget: Begin
+// then writes no first attempt, for a call that will not be made.
+func overBudget(req BeginRequest, recent int) bool {
+	return req.AttemptBudget > 0 && recent >= req.AttemptBudget
+}
+
 // startedAttempt is the started row of a's call at n and fence.
 func startedAttempt(a Attempt, n int, fence int64, now time.Time) Attempt {
 	a.N, a.Fence, a.Outcome = n, fence, AttemptStarted

@@ -180,6 +180,12 @@ const (
 	WHERE task_id = $1 AND fence < $2 AND outcome = 'started'
 	RETURNING n, fence, provider, model, started_at`
 
+	// key_attempts: the attempts of the task (any fence) that started
+	// within the window and may have been called. The primary key
+	// (task_id, n) bounds the scan to the task's few rows.
+	sqlRecentAttempts = `SELECT count(*) FROM attempts
+	WHERE task_id = $1 AND outcome <> 'skipped' AND started_at > now() - $2::bigint * interval '1 microsecond'`
+
 	// The first attempt of a new leader of an existing task goes after
 	// the task's earlier attempts (the row is locked by this transaction,
 	// so no other leader adds one meanwhile).
@@ -335,7 +341,14 @@ func (p *Postgres) lead(ctx context.Context, req BeginRequest, q string, args []
 	if err != nil {
 		return BeginResult{}, false, err
 	}
-	if req.First.Provider != "" {
+	if req.AttemptWindow > 0 {
+		var n int64
+		if err := tx.QueryRow(ctx, sqlRecentAttempts, id, micros(req.AttemptWindow)).Scan(&n); err != nil {
+			return BeginResult{}, false, err
+		}
+		res.RecentAttempts = int(n)
+	}
+	if req.First.Provider != "" && !overBudget(req, res.RecentAttempts) {
 		var n int32
 		if err := tx.QueryRow(ctx, sqlStartFirst, id, t.Fence, req.First.Provider, req.First.Model).Scan(&n); err != nil {
 			return BeginResult{}, false, err

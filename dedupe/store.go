@@ -135,6 +135,17 @@ type BeginRequest struct {
 	// started in the same transaction (DESIGN.md section 3), so a new task
 	// still costs one durable commit to start.
 	First Attempt
+	// AttemptWindow, when set, makes a Begin that makes the caller leader
+	// of an existing task count the attempts its earlier leaders made
+	// within this window (BeginResult.RecentAttempts): key_attempts is
+	// counted from the attempt log, so a client's retries cannot multiply
+	// the gateway's fallbacks (DESIGN.md section 7). Skipped attempts cost
+	// nothing and are not counted; abandoned ones may have been paid and are.
+	AttemptWindow time.Duration
+	// AttemptBudget, when above 0, is key_attempts: a leader whose key
+	// already made that many attempts within AttemptWindow gets no first
+	// attempt written (First is ignored), since it will make no call.
+	AttemptBudget int
 }
 
 // BeginResult is the output of Store.Begin. Task is the row after
@@ -144,7 +155,11 @@ type BeginResult struct {
 	Task    Task
 	// Started is the attempt Begin wrote as started (BeginRequest.First
 	// with its N and fence), nil when it wrote none.
-	Started *Attempt
+	// RecentAttempts is, for a leader, how many attempts of the task
+	// started within BeginRequest.AttemptWindow before this Begin (0 for a
+	// new task, or without a window).
+	RecentAttempts int
+	Started        *Attempt
 	// Abandoned are the attempts of the previous leader that a take-over
 	// found still started and marked abandoned: calls that may have been
 	// paid for and whose answer is lost.

@@ -695,6 +695,54 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
+	t.Run("RecentAttemptsCountTheKeyBudget", func(t *testing.T) {
+		s := open(t)
+		req := storeLedgerReq("t1", "k1", "fp1", "p1")
+		req.AttemptWindow, req.AttemptBudget = 10*time.Minute, 3
+		if res := storeBeginLedger(t, s, req, VerdictLeader); res.RecentAttempts != 0 || res.Started == nil {
+			t.Fatalf("new task: recent %d, started %v; want 0 and a first attempt", res.RecentAttempts, res.Started)
+		}
+		now := time.Now()
+		// n1 error, n2 skipped (not called: free), n3 error.
+		for _, st := range []AttemptStart{
+			{Finished: &Attempt{N: 1, Provider: "p1", Outcome: "error", StartedAt: now}, Next: Attempt{N: 2, Provider: "p2", StartedAt: now}},
+			{Finished: &Attempt{N: 2, Provider: "p2", Outcome: AttemptSkipped, StartedAt: now}, Next: Attempt{N: 3, Provider: "p3", StartedAt: now}},
+		} {
+			st.Lease = time.Hour
+			if err := s.StartAttempt(ctx, "t1", "k1", 1, st); err != nil {
+				t.Fatalf("StartAttempt: %v", err)
+			}
+		}
+		if err := s.Fail(ctx, "t1", "k1", 1, Failure{Reason: "all failed", TTL: time.Hour,
+			Attempt: &Attempt{N: 3, Provider: "p3", Outcome: "error", StartedAt: now}}); err != nil {
+			t.Fatalf("Fail: %v", err)
+		}
+		// The retry: two attempts spent, one left; its first is written.
+		res := storeBeginLedger(t, s, req, VerdictLeader)
+		if res.RecentAttempts != 2 || res.Started == nil || res.Started.N != 4 {
+			t.Fatalf("retry: recent %d, started %+v; want 2 and attempt 4", res.RecentAttempts, res.Started)
+		}
+		if err := s.Fail(ctx, "t1", "k1", 2, Failure{Reason: "failed", TTL: time.Hour,
+			Attempt: &Attempt{N: 4, Provider: "p1", Outcome: "timeout", StartedAt: time.Now()}}); err != nil {
+			t.Fatalf("Fail: %v", err)
+		}
+		// Spent: the leader gets no first attempt, it makes no call.
+		res = storeBeginLedger(t, s, req, VerdictLeader)
+		if res.RecentAttempts != 3 || res.Started != nil {
+			t.Fatalf("spent key: recent %d, started %+v; want 3 and none", res.RecentAttempts, res.Started)
+		}
+		storeFail(t, s, "t1", "k1", 3, "attempt budget exhausted", time.Hour)
+		if _, attempts := storeGet(t, s, "t1", "k1"); len(attempts) != 4 {
+			t.Fatalf("attempts after the refused leader = %+v, want the 4 made", attempts)
+		}
+		// Outside the window nothing counts.
+		req.AttemptWindow = time.Microsecond
+		time.Sleep(2 * time.Millisecond)
+		if res := storeBeginLedger(t, s, req, VerdictLeader); res.RecentAttempts != 0 || res.Started == nil {
+			t.Fatalf("window over: recent %d, started %v; want 0 and a first attempt", res.RecentAttempts, res.Started)
+		}
+	})
+
 	t.Run("Ping", func(t *testing.T) {
 		s := open(t)
 		if err := s.Ping(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/valyala/fasthttp"
@@ -134,6 +135,8 @@ func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error 
 	p.req.Model = c.route
 	p.req.First = recordedAttempt(p.chain.FirstAttempt(p.model, p.order))
 	p.req.BypassOnStoreError = d.FailsOpen()
+	r := c.st.Config.Resilience
+	p.req.AttemptWindow, p.req.AttemptBudget = r.KeyAttemptsWindow, r.KeyAttempts
 	c.keyHash = p.req.KeyHash
 	return nil
 }
@@ -168,6 +171,9 @@ func (s *Server) dedupe(ctx *fasthttp.RequestCtx, c *call, p *proxied) error {
 	case t.Decision == dedupe.DecisionJoined:
 		return s.join(ctx, c, p, t)
 	case t.Leads():
+		if err := s.keyBudget(c, p, t); err != nil {
+			return err
+		}
 		return s.lead(ctx, c, p, t)
 	}
 	return s.lead(ctx, c, p, nil) // DecisionBypassed: no record
@@ -190,6 +196,30 @@ func (c *call) dedupeHeaders(h *fasthttp.ResponseHeader) {
 	case dedupe.DecisionNew, dedupe.DecisionReclaimed, dedupe.DecisionConflict, dedupe.DecisionMismatch:
 		h.Set("Idempotent-Replayed", "false")
 	}
+}
+
+// keyBudget applies key_attempts (DESIGN.md section 7): a key whose
+// earlier requests spent it within key_attempts_window is refused before
+// any upstream call, with x-should-retry: false so that SDKs stop
+// multiplying the gateway's fallbacks; otherwise what is left caps this
+// request's attempts.
+func (s *Server) keyBudget(c *call, p *proxied, t *dedupe.Ticket) error {
+	r := c.st.Config.Resilience
+	if r.KeyAttempts <= 0 {
+		return nil
+	}
+	left := r.KeyAttempts - t.RecentAttempts
+	if left > 0 {
+		p.maxAttempts = left
+		return nil
+	}
+	p.chain.CountBudgetExhausted()
+	s.fail(t, fmt.Sprintf("attempt budget exhausted: %d attempts within key_attempts_window", t.RecentAttempts))
+	e := errorf(503, "attempt_budget_exhausted",
+		"this Idempotency-Key made %d upstream attempts within the last %s (key_attempts is %d); nothing was sent upstream; retry later or send a new key",
+		t.RecentAttempts, r.KeyAttemptsWindow, r.KeyAttempts)
+	e.Headers = map[string]string{"x-should-retry": "false"}
+	return e
 }
 
 // refusal is the client's answer to a Begin error.

@@ -48,6 +48,10 @@ func testOpensAfterFailures(t *testing.T, m mode) {
 	if got := metric(t, b, `gateway_breaker_state{provider="p",model="a"}`); got != 0 {
 		t.Fatalf("state gauge after 2 failures = %v, want 0 (closed)", got)
 	}
+	// A pass-through target is labelled as its route is written, "*".
+	if got := metric(t, b, `gateway_breaker_state{provider="q",model="*"}`); got != 0 {
+		t.Fatalf("state gauge of the pass-through target = %v, want 0 (closed)", got)
+	}
 	d := b.Allow(ctx, pa)
 	b.Report(d, Result{Class: ServerError})
 	until := clk.Now().Add(30 * time.Second)
