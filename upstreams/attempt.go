@@ -244,8 +244,14 @@ func (a *attempt) failed(e *Error) (next bool, _ *Error) {
 
 // readBody reads a whole (non-stream) answer into res.
 func (a *attempt) readBody(rep *reply) *Error {
-	b, err := io.ReadAll(io.LimitReader(rep.body, maxResponseBody))
+	// One byte over the cap tells a body that is too large from one
+	// that fits exactly; cutting it silently would hand the client, and
+	// the record, a truncated 200.
+	b, err := io.ReadAll(io.LimitReader(rep.body, maxResponseBody+1))
 	rep.release()
+	if err == nil && len(b) > maxResponseBody {
+		b, err = nil, fmt.Errorf("response body over %d bytes", maxResponseBody)
+	}
 	if err != nil {
 		e := &Error{Provider: a.target.Provider.Name, Status: rep.status, Err: fmt.Errorf("cannot read response: %w", err), Timeout: isTimeout(err)}
 		a.finish(e, Usage{})
