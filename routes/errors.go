@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 
@@ -99,9 +100,18 @@ func retryHeaders(after int) map[string]string {
 // meets before a handler runs (an oversize body, a malformed request)
 // still get OpenAI's error shape.
 func TransportError(ctx *fasthttp.RequestCtx, err error) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, errorf(413, "request_too_large", "request body is over the gateway's max_body_bytes"))
-		return
+	case errors.As(err, &small):
+		// The headers do not fit fasthttp's read buffer (RFC 6585 section 5).
+		writeError(ctx, errorf(431, "request_header_fields_too_large", "the request line and headers are too large"))
+	case errors.As(err, &netErr) && netErr.Timeout():
+		// read_header_timeout or read_timeout ran out (RFC 9110 section 15.5.9).
+		writeError(ctx, errorf(408, "request_timeout", "the request was not received in time"))
+	default:
+		writeError(ctx, errorf(400, "bad_request", "cannot read the request: %v", err))
 	}
-	writeError(ctx, errorf(400, "bad_request", "cannot read the request: %v", err))
 }
