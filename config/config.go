@@ -19,12 +19,27 @@ type Config struct {
 	MaxBodyBytes int `yaml:"max_body_bytes"`
 	// ShutdownTimeout bounds how long in-flight requests may run after SIGTERM. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	Auth            Auth          `yaml:"auth"`
-	Store           Store         `yaml:"store"`
-	Lock            Lock          `yaml:"lock"`
-	Dedupe          Dedupe        `yaml:"dedupe"`
-	Log             Log           `yaml:"log"`
-	Debug           Debug         `yaml:"debug"`
+	// ReadHeaderTimeout bounds how long a client may take to send a
+	// request's line and headers, counted from the connection's opening
+	// (TLS handshake included) or, on a kept-alive connection, from the
+	// request's first byte: a client that trickles its headers
+	// (slowloris) is cut off. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds how long a client may take to send the body once
+	// its headers are in. Default 60s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds each write of a response to the client: a client
+	// that stops reading (a stream it no longer consumes, a replay it never
+	// takes) is disconnected after it instead of holding its buffers
+	// forever. It is per write, not per response, so long streams are not
+	// cut while their client reads. Default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	Auth         Auth          `yaml:"auth"`
+	Store        Store         `yaml:"store"`
+	Lock         Lock          `yaml:"lock"`
+	Dedupe       Dedupe        `yaml:"dedupe"`
+	Log          Log           `yaml:"log"`
+	Debug        Debug         `yaml:"debug"`
 	// Providers by name; the name is used in routes and metric labels.
 	Providers map[string]*Provider `yaml:"providers"`
 	// Routes in match order; model "*" matches any model.

@@ -17,33 +17,36 @@ import (
 
 // Defaults applied to zero values (see the field comments in config.go).
 const (
-	DefaultListen           = "127.0.0.1:8080"
-	DefaultMaxBodyBytes     = 8 << 20
-	DefaultShutdownTimeout  = 30 * time.Second
-	DefaultAuthMode         = AuthKeys
-	DefaultStoreKind        = StoreEmbedded
-	DefaultStorePath        = "./data/gateway.db"
-	DefaultStoreMigrate     = MigrateAuto
-	DefaultLockKind         = LockLocal
-	DefaultRedisAddr        = "127.0.0.1:6379"
-	DefaultRedisKeyPrefix   = "gw:"
-	DefaultDerive           = DeriveBody
-	DefaultDeriveWindow     = 10 * time.Minute
-	DefaultKeyTTL           = 24 * time.Hour
-	DefaultLease            = 30 * time.Second
-	DefaultMaxProcessing    = 10 * time.Minute
-	DefaultOnInProgress     = InProgressWait
-	DefaultWaitTimeout      = 120 * time.Second
-	DefaultOnStoreError     = StoreErrorFail
-	DefaultMaxRecordBytes   = 4 << 20
-	DefaultReapInterval     = time.Minute
-	DefaultReapBatch        = 500
-	DefaultLogLevel         = LogInfo
-	DefaultLogFormat        = LogJSON
-	DefaultProviderKind     = ProviderOpenAI
-	DefaultTimeout          = 60 * time.Second
-	DefaultFirstByteTimeout = 30 * time.Second
-	DefaultMaxConns         = 512
+	DefaultListen            = "127.0.0.1:8080"
+	DefaultMaxBodyBytes      = 8 << 20
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 60 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultAuthMode          = AuthKeys
+	DefaultStoreKind         = StoreEmbedded
+	DefaultStorePath         = "./data/gateway.db"
+	DefaultStoreMigrate      = MigrateAuto
+	DefaultLockKind          = LockLocal
+	DefaultRedisAddr         = "127.0.0.1:6379"
+	DefaultRedisKeyPrefix    = "gw:"
+	DefaultDerive            = DeriveBody
+	DefaultDeriveWindow      = 10 * time.Minute
+	DefaultKeyTTL            = 24 * time.Hour
+	DefaultLease             = 30 * time.Second
+	DefaultMaxProcessing     = 10 * time.Minute
+	DefaultOnInProgress      = InProgressWait
+	DefaultWaitTimeout       = 120 * time.Second
+	DefaultOnStoreError      = StoreErrorFail
+	DefaultMaxRecordBytes    = 4 << 20
+	DefaultReapInterval      = time.Minute
+	DefaultReapBatch         = 500
+	DefaultLogLevel          = LogInfo
+	DefaultLogFormat         = LogJSON
+	DefaultProviderKind      = ProviderOpenAI
+	DefaultTimeout           = 60 * time.Second
+	DefaultFirstByteTimeout  = 30 * time.Second
+	DefaultMaxConns          = 512
 )
 
 // Load reads, expands, decodes, defaults and validates the config file at path.
@@ -591,6 +594,9 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	setDefault(&c.Listen, DefaultListen, absent("listen"))
 	setDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes, absent("max_body_bytes"))
 	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout, absent("shutdown_timeout"))
+	setDefault(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout, absent("read_header_timeout"))
+	setDefault(&c.ReadTimeout, DefaultReadTimeout, absent("read_timeout"))
+	setDefault(&c.WriteTimeout, DefaultWriteTimeout, absent("write_timeout"))
 	setDefault(&c.Auth.Mode, DefaultAuthMode, absent("auth.mode"))
 	setDefault(&c.Store.Kind, DefaultStoreKind, absent("store.kind"))
 	setDefault(&c.Store.Path, DefaultStorePath, absent("store.path"))

@@ -192,12 +192,15 @@ func TestParseDefaults(t *testing.T) {
 	}
 	yes := true
 	want := &Config{
-		Listen:          "127.0.0.1:8080",
-		MaxBodyBytes:    8388608,
-		ShutdownTimeout: 30 * time.Second,
-		Auth:            Auth{Mode: "none"},
-		Store:           Store{Kind: "embedded", Path: "./data/gateway.db", Migrate: "auto"},
-		Lock:            Lock{Kind: "local", Redis: Redis{Addrs: []string{"127.0.0.1:6379"}, KeyPrefix: "gw:"}},
+		Listen:            "127.0.0.1:8080",
+		MaxBodyBytes:      8388608,
+		ShutdownTimeout:   30 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		Auth:              Auth{Mode: "none"},
+		Store:             Store{Kind: "embedded", Path: "./data/gateway.db", Migrate: "auto"},
+		Lock:              Lock{Kind: "local", Redis: Redis{Addrs: []string{"127.0.0.1:6379"}, KeyPrefix: "gw:"}},
 		Dedupe: Dedupe{
 			Enabled:            &yes,
 			Derive:             "body",

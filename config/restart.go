@@ -4,12 +4,12 @@ import "reflect"
 
 // restartOnly lists the keys a reload does not apply, each with its value:
 // they are read once at start-up (the listener, the fasthttp server's body
-// cap, the logger, the record store, the lock backend and the coordinator's
-// options), so a changed value would silently keep the old one. Every
-// other key (the listen_tls files, auth with its limits, providers,
-// routes, pricing, resilience, debug.pprof and the per-request dedupe
-// settings) takes effect on the next request; breakers keep their state
-// across a reload (upstreams/breaker's Reload).
+// cap and timeouts, the logger, the record store, the lock backend and the
+// coordinator's options), so a changed value would silently keep the old
+// one. Every other key (the listen_tls files, auth with its limits,
+// providers, routes, pricing, resilience, debug.pprof and the per-request
+// dedupe settings) takes effect on the next request; breakers keep their
+// state across a reload (upstreams/breaker's Reload).
 var restartOnly = []struct {
 	key   string
 	value func(c *Config) any
@@ -18,6 +18,9 @@ var restartOnly = []struct {
 	{"max_body_bytes", func(c *Config) any { return c.MaxBodyBytes }},
 	{"shutdown_timeout", func(c *Config) any { return c.ShutdownTimeout }},
 	{"shutdown_delay", func(c *Config) any { return c.ShutdownDelay }},
+	{"read_header_timeout", func(c *Config) any { return c.ReadHeaderTimeout }},
+	{"read_timeout", func(c *Config) any { return c.ReadTimeout }},
+	{"write_timeout", func(c *Config) any { return c.WriteTimeout }},
 	// Turning TLS on or off changes the listener; a new cert and key pair
 	// on a TLS listener is applied by the reload.
 	{"listen_tls", func(c *Config) any { return c.ListenTLS.Enabled() }},

@@ -33,6 +33,7 @@ func TestRestartOnlyChanges(t *testing.T) {
 
 	f("", "listen: 127.0.0.1:9000\n", "listen")
 	f("", "max_body_bytes: 1024\nshutdown_timeout: 5s\n", "max_body_bytes", "shutdown_timeout")
+	f("", "read_header_timeout: 1s\nread_timeout: 2s\nwrite_timeout: 3s\n", "read_header_timeout", "read_timeout", "write_timeout")
 	f("", "dedupe: {enabled: false}\n", "dedupe.enabled")
 	f("dedupe: {enabled: false}\n", "", "dedupe.enabled")
 	f("", "dedupe: {lease: 10s, key_ttl: 1h, max_processing: 1m, on_in_progress: reject, wait_timeout: 10s, max_record_bytes: 10, reap_interval: 5s, reap_batch: 10}\n",

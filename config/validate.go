@@ -106,6 +106,9 @@ func (c *Config) validate(v *validator) {
 	}
 	v.positiveInt("max_body_bytes", c.MaxBodyBytes)
 	v.positive("shutdown_timeout", c.ShutdownTimeout)
+	v.positive("read_header_timeout", c.ReadHeaderTimeout)
+	v.positive("read_timeout", c.ReadTimeout)
+	v.positive("write_timeout", c.WriteTimeout)
 	if c.ShutdownDelay < 0 {
 		v.errorf("shutdown_delay", "must not be negative, got %v", c.ShutdownDelay)
 	}

@@ -25,6 +25,9 @@ func TestValidate(t *testing.T) {
 	f(minimal+"listen: 8080\n", `gateway.yaml:6: listen: must be host:port, got "8080"`)
 	f(minimal+"shutdown_timeout: -1s\n", `shutdown_timeout: must be a positive duration, got -1s`)
 	f(minimal+"shutdown_delay: -1s\n", `shutdown_delay: must not be negative, got -1s`)
+	f(minimal+"read_header_timeout: 0s\n", `gateway.yaml:6: read_header_timeout: must be a positive duration, got 0s`)
+	f(minimal+"read_timeout: -5s\n", `gateway.yaml:6: read_timeout: must be a positive duration, got -5s`)
+	f(minimal+"write_timeout: 0s\n", `gateway.yaml:6: write_timeout: must be a positive duration, got 0s`)
 
 	// auth
 	f(withAuth("auth: {mode: open}\n"), `gateway.yaml:1: auth.mode: must be one of keys, none, got "open"`)

@@ -111,8 +111,16 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		Handler:            a.handler(),
 		Name:               "idempotent-llm-gateway",
 		MaxRequestBodySize: cfg.MaxBodyBytes,
-		ReadTimeout:        2 * time.Minute,
-		IdleTimeout:        2 * time.Minute,
+		// fasthttp's ReadTimeout runs from the connection's opening, or a
+		// kept-alive request's first byte, through the headers and the
+		// body; HeaderReceived restarts it for the body, so the first
+		// part bounds the headers alone (read_header_timeout) and a
+		// slowloris client is cut off after it (issue 13).
+		ReadTimeout: cfg.ReadHeaderTimeout,
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: cfg.ReadTimeout}
+		},
+		IdleTimeout: 2 * time.Minute,
 		// fasthttp answers oversize bodies and malformed requests itself;
 		// this keeps those answers in OpenAI's error shape.
 		ErrorHandler:          routes.TransportError,
@@ -205,6 +213,7 @@ func (a *app) serve(ln net.Listener) error {
 			close(a.reaperDone)
 		}()
 	}
+	ln = writeDeadlineListener{Listener: ln, timeout: a.cfg.WriteTimeout}
 	if a.certs != nil {
 		ln = a.certs.listener(ln)
 	}
