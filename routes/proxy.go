@@ -61,6 +61,13 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 	case !in.ModelIsString || model == "":
 		return &APIError{Status: 400, Type: "invalid_request_error", Code: "invalid_model", Param: "model", Message: "model must be a non-empty string"}
 	}
+	if in.StreamInvalid {
+		// The gateway would relay and record a plain answer while a
+		// lenient upstream (one that coerces "true" or 1) streams, and a
+		// strict one would only answer 400 after a call.
+		return &APIError{Status: 400, Type: "invalid_request_error", Code: "invalid_type", Param: "stream",
+			Message: "invalid type for 'stream': expected a boolean"}
+	}
 	p.model, p.stream = model, in.Stream
 	p.chain = c.st.Registry.ChainFor(model)
 	if p.chain == nil {

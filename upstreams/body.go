@@ -210,6 +210,9 @@ type Inspection struct {
 	ModelIsString bool
 	// Stream is true when "stream" is the literal true.
 	Stream bool
+	// StreamInvalid is true when "stream" is present but neither true,
+	// false nor null.
+	StreamInvalid bool
 	// Duplicate names the member that occurred twice with ErrDuplicateField.
 	Duplicate string
 }
@@ -272,6 +275,7 @@ func Inspect(body []byte) (Inspection, error) {
 			}
 			streamSeen = true
 			in.Stream = string(raw) == "true"
+			in.StreamInvalid = !in.Stream && string(raw) != "false" && string(raw) != "null"
 		}
 		i = skipSpace(body, vEnd)
 		if i >= len(body) {

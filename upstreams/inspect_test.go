@@ -42,7 +42,10 @@ func TestInspectReadsModelAndStream(t *testing.T) {
 	}
 	f(`{"model":"gpt-4o","stream":true}`, Inspection{Model: "gpt-4o", ModelPresent: true, ModelIsString: true, Stream: true})
 	f(`{"stream":false,"messages":[{"model":"no","stream":true}],"model":"a\/b"}`, Inspection{Model: "a/b", ModelPresent: true, ModelIsString: true})
-	f(`{"model":7,"stream":"true"}`, Inspection{ModelPresent: true})
+	f(`{"model":7,"stream":"true"}`, Inspection{ModelPresent: true, StreamInvalid: true})
+	f(`{"model":"m","stream":1}`, Inspection{Model: "m", ModelPresent: true, ModelIsString: true, StreamInvalid: true})
+	f(`{"model":"m","stream":{}}`, Inspection{Model: "m", ModelPresent: true, ModelIsString: true, StreamInvalid: true})
+	f(`{"model":"m","stream":false}`, Inspection{Model: "m", ModelPresent: true, ModelIsString: true})
 	f(`{"mod\u0065l":"m","stream":null}`, Inspection{Model: "m", ModelPresent: true, ModelIsString: true})
 	f(`{"x":1}`, Inspection{})
 
