@@ -98,10 +98,17 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 // fingerprint and the key hash (DESIGN.md section 2).
 func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error {
 	d := c.st.Config.Dedupe
-	sent := ctx.Request.Header.Peek("Idempotency-Key")
+	// PeekAll, not Peek: an empty header is a key that is invalid, not an
+	// absent one (which would silently derive a key), and two headers are
+	// two keys, of which the gateway must not pick one.
+	sent := ctx.Request.Header.PeekAll("Idempotency-Key")
 	var key string
-	if len(sent) > 0 {
-		k, err := dedupe.ParseKey(sent)
+	if len(sent) > 1 {
+		return &APIError{Status: 400, Type: "invalid_request_error", Code: "idempotency_key_invalid",
+			Message: fmt.Sprintf("%d Idempotency-Key headers; send one", len(sent))}
+	}
+	if len(sent) == 1 {
+		k, err := dedupe.ParseKey(sent[0])
 		if err != nil {
 			return &APIError{Status: 400, Type: "invalid_request_error", Code: "idempotency_key_invalid", Message: err.Error()}
 		}
