@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -34,6 +35,21 @@ func (s *Server) adminUpstreams(ctx *fasthttp.RequestCtx, c *call) error {
 	return nil
 }
 
+// adminTaskKey returns the key of /admin/tasks/{key}, percent-decoded
+// once. ctx.Path() is already decoded, with "//" and ".." folded:
+// decoding it again refused a key such as "50%off" (sent as 50%25off),
+// and folding changes a key such as "a//b". So the key is read from the
+// path as sent when that starts with the prefix, and from the normalised
+// path only when the prefix itself was spelt oddly (/%61dmin/...).
+func adminTaskKey(ctx *fasthttp.RequestCtx) string {
+	if rest, ok := strings.CutPrefix(string(ctx.URI().PathOriginal()), adminTasksPrefix); ok {
+		if key, err := url.PathUnescape(rest); err == nil && key != "" {
+			return key
+		}
+	}
+	return string(ctx.Path()[len(adminTasksPrefix):])
+}
+
 // adminTask serves GET /admin/tasks/{key}?tenant=T: the task and its
 // attempt log (DESIGN.md section 5). Bodies only with ?body=1.
 func (s *Server) adminTask(ctx *fasthttp.RequestCtx, c *call) error {
@@ -43,11 +59,7 @@ func (s *Server) adminTask(ctx *fasthttp.RequestCtx, c *call) error {
 	if s.coord == nil {
 		return errorf(404, "not_found", "deduplication is disabled on this gateway")
 	}
-	raw := string(ctx.Path()[len(adminTasksPrefix):])
-	key, err := url.PathUnescape(raw)
-	if err != nil || key == "" {
-		return errorf(400, "invalid_key", "cannot read the key from the path")
-	}
+	key := adminTaskKey(ctx)
 	tenant := string(ctx.QueryArgs().Peek("tenant"))
 	if tenant == "" {
 		if !c.st.Config.Auth.Open() {
