@@ -308,6 +308,10 @@ func TestDeployFilesParse(t *testing.T) {
 		"gateway_cost_usd_total",
 		"gateway_cost_saved_usd_total",
 		"gateway_config_reloads_total",
+		"gateway_breaker_state",
+		"gateway_breaker_transitions_total",
+		"gateway_retries_total",
+		"gateway_attempt_budget_exhausted_total",
 		"go_goroutines",
 		"process_resident_memory_bytes",
 	} {
@@ -351,7 +355,7 @@ func TestDeployFilesParse(t *testing.T) {
 	}
 	for _, want := range []string{"GatewayHigh5xxRate", "IdempotencyConflictSpike", "ZombieTasksReclaimed",
 		"FallbackRateHigh", "UpstreamProviderFailing", "StoreErrors", "LockDegraded",
-		"StoreDeadTuplesGrowing", "ProcessingTaskStuck"} {
+		"StoreDeadTuplesGrowing", "ProcessingTaskStuck", "UpstreamTargetOpen"} {
 		if !alerts[want] {
 			t.Errorf("alert %q is missing from %s", want, deployAlertsPath)
 		}
