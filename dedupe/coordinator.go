@@ -192,6 +192,8 @@ type Request struct {
 	// RecentAttempts.
 	AttemptWindow time.Duration
 	AttemptBudget int
+	// Skipped are recorded before First (see BeginRequest.Skipped).
+	Skipped []Attempt
 }
 
 // Ticket is the decision for one request and what its holder needs to
@@ -357,7 +359,7 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 	res, err := c.store.Begin(sctx, BeginRequest{
 		Tenant: r.Tenant, KeyHash: r.KeyHash, Fingerprint: r.Fingerprint, Stream: r.Stream, Model: r.Model,
 		Owner: c.opts.Owner, Lease: c.opts.Lease, MaxProcessing: c.opts.MaxProcessing, Fresh: r.Fresh, MaxAge: r.MaxAge,
-		First: r.First, AttemptWindow: r.AttemptWindow, AttemptBudget: r.AttemptBudget,
+		First: r.First, AttemptWindow: r.AttemptWindow, AttemptBudget: r.AttemptBudget, Skipped: r.Skipped,
 	})
 	cancel()
 	if err != nil {

@@ -346,10 +346,18 @@ func (s *Embedded) Begin(ctx context.Context, req BeginRequest) (BeginResult, er
 	return res, nil
 }
 
-// startFirst writes the new leader's first attempt as started, after the
-// task's attempt last.
+// startFirst writes the targets the new leader skips (skipped) and its
+// first attempt (started), after the task's attempt last.
 func (e embeddedTx) startFirst(key []byte, req BeginRequest, res *BeginResult, last int) error {
 	res.Started = nil
+	for _, s := range req.Skipped {
+		last++
+		a := startedAttempt(s, last, res.Task.Fence, res.Task.StartedAt)
+		a.Outcome, a.Error = AttemptSkipped, s.Error
+		if err := e.putAttempt(key, a); err != nil {
+			return err
+		}
+	}
 	if req.First.Provider == "" {
 		return nil
 	}

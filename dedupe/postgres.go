@@ -168,11 +168,22 @@ const (
 			now(), now(), now(), $6, $7)
 		ON CONFLICT (tenant, key_hash) DO NOTHING
 		RETURNING ` + taskColumns + `
+	), s AS (
+		INSERT INTO attempts (task_id, n, fence, provider, model, outcome, error, started_at)
+		SELECT t.id, x.ord, 1, x.p, x.m, 'skipped', x.e, now()
+		FROM t, unnest($10::text[], $11::text[], $12::text[]) WITH ORDINALITY AS x(p, m, e, ord)
 	), a AS (
 		INSERT INTO attempts (task_id, n, fence, provider, model, outcome, started_at)
-		SELECT id, 1, 1, $8, $9, 'started', now() FROM t WHERE $8::text <> ''
+		SELECT id, cardinality($10::text[]) + 1, 1, $8, $9, 'started', now() FROM t WHERE $8::text <> ''
 	)
 	SELECT * FROM t`
+
+	// The targets a new leader of an existing task skips before its first
+	// call (BeginRequest.Skipped), after the task's earlier attempts.
+	sqlSkipFirst = `INSERT INTO attempts (task_id, n, fence, provider, model, outcome, error, started_at)
+	SELECT $1, b.m + x.ord, $2, x.p, x.m, 'skipped', x.e, now()
+	FROM (SELECT COALESCE(max(n), 0) AS m FROM attempts WHERE task_id = $1) b,
+		unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS x(p, m, e, ord)`
 
 	// A new leader of an existing task marks the started attempts of the
 	// previous fences abandoned: their leader died mid-call.
@@ -242,13 +253,13 @@ func (p *Postgres) Begin(ctx context.Context, req BeginRequest) (BeginResult, er
 func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, error) {
 	lease, maxProc := micros(req.Lease), micros(req.MaxProcessing)
 	for range beginRetries {
-		_, t, err := scanTask(p.pool.QueryRow(ctx, sqlInsertTask,
-			req.Tenant, req.KeyHash, req.Fingerprint, req.Owner, lease, req.Stream, req.Model,
-			req.First.Provider, req.First.Model))
+		insArgs := append([]any{req.Tenant, req.KeyHash, req.Fingerprint, req.Owner, lease, req.Stream, req.Model,
+			req.First.Provider, req.First.Model}, skippedColumns(req.Skipped)...)
+		_, t, err := scanTask(p.pool.QueryRow(ctx, sqlInsertTask, insArgs...))
 		if err == nil {
 			res := BeginResult{Verdict: VerdictLeader, Task: t}
 			if req.First.Provider != "" {
-				a := startedAttempt(req.First, 1, 1, t.StartedAt)
+				a := startedAttempt(req.First, len(req.Skipped)+1, 1, t.StartedAt)
 				res.Started = &a
 			}
 			return res, nil
@@ -348,7 +359,14 @@ func (p *Postgres) lead(ctx context.Context, req BeginRequest, q string, args []
 		}
 		res.RecentAttempts = int(n)
 	}
-	if req.First.Provider != "" && !overBudget(req, res.RecentAttempts) {
+	// A key past its budget makes no call: nothing to record.
+	spent := overBudget(req, res.RecentAttempts)
+	if !spent && len(req.Skipped) > 0 {
+		if _, err := tx.Exec(ctx, sqlSkipFirst, append([]any{id, t.Fence}, skippedColumns(req.Skipped)...)...); err != nil {
+			return BeginResult{}, false, err
+		}
+	}
+	if req.First.Provider != "" && !spent {
 		var n int32
 		if err := tx.QueryRow(ctx, sqlStartFirst, id, t.Fence, req.First.Provider, req.First.Model).Scan(&n); err != nil {
 			return BeginResult{}, false, err
@@ -360,6 +378,16 @@ func (p *Postgres) lead(ctx context.Context, req BeginRequest, q string, args []
 		return BeginResult{}, false, err
 	}
 	return res, true, nil
+}
+
+// skippedColumns are the provider, model and error arrays of skipped
+// attempts, as the unnest of sqlInsertTask and sqlSkipFirst reads them.
+func skippedColumns(as []Attempt) []any {
+	p, m, e := make([]string, len(as)), make([]string, len(as)), make([]string, len(as))
+	for i, a := range as {
+		p[i], m[i], e[i] = a.Provider, a.Model, a.Error
+	}
+	return []any{p, m, e}
 }
 
 // attemptColumns are the columns an attempt row is written with, in the

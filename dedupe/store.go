@@ -146,6 +146,10 @@ type BeginRequest struct {
 	// already made that many attempts within AttemptWindow gets no first
 	// attempt written (First is ignored), since it will make no call.
 	AttemptBudget int
+	// Skipped are the targets the leader will skip before First (breaker
+	// open, no api_key), written with outcome skipped and their Error
+	// before it in the same transaction: a skip costs no commit of its own.
+	Skipped []Attempt
 }
 
 // BeginResult is the output of Store.Begin. Task is the row after

@@ -743,6 +743,37 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
+	t.Run("SkippedBeforeTheFirstAttempt", func(t *testing.T) {
+		s := open(t)
+		req := storeLedgerReq("t1", "k1", "fp1", "p3")
+		req.Skipped = []Attempt{{Provider: "p1", Model: "m1", Error: "breaker open until 12:00:30 UTC"}, {Provider: "p2", Error: "no api_key"}}
+		res := storeBeginLedger(t, s, req, VerdictLeader)
+		if res.Started == nil || res.Started.N != 3 || res.Started.Provider != "p3" {
+			t.Fatalf("Started = %+v, want attempt 3 to p3", res.Started)
+		}
+		_, attempts := storeGet(t, s, "t1", "k1")
+		storeWantAttempts(t, attempts,
+			Attempt{N: 1, Fence: 1, Provider: "p1", Outcome: AttemptSkipped},
+			Attempt{N: 2, Fence: 1, Provider: "p2", Outcome: AttemptSkipped},
+			Attempt{N: 3, Fence: 1, Provider: "p3", Outcome: AttemptStarted})
+		if attempts[0].Error != "breaker open until 12:00:30 UTC" || attempts[0].Model != "m1" || attempts[1].Error != "no api_key" {
+			t.Fatalf("skipped rows lost their reason: %+v", attempts[:2])
+		}
+		if err := s.Fail(ctx, "t1", "k1", 1, Failure{Reason: "x", TTL: time.Hour,
+			Attempt: &Attempt{N: 3, Provider: "p3", Outcome: "error", StartedAt: time.Now()}}); err != nil {
+			t.Fatalf("Fail: %v", err)
+		}
+		// A restart skips after the earlier attempts.
+		req.Skipped = req.Skipped[:1]
+		if res := storeBeginLedger(t, s, req, VerdictLeader); res.Started == nil || res.Started.N != 5 || res.Started.Fence != 2 {
+			t.Fatalf("restart: Started = %+v, want attempt 5 at fence 2", res.Started)
+		}
+		_, attempts = storeGet(t, s, "t1", "k1")
+		storeWantAttempts(t, attempts[3:],
+			Attempt{N: 4, Fence: 2, Provider: "p1", Outcome: AttemptSkipped},
+			Attempt{N: 5, Fence: 2, Provider: "p3", Outcome: AttemptStarted})
+	})
+
 	t.Run("Ping", func(t *testing.T) {
 		s := open(t)
 		if err := s.Ping(ctx); err != nil {

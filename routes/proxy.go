@@ -22,9 +22,9 @@ type proxied struct {
 	model  string
 	stream bool
 	chain  *upstreams.Chain
-	// order is the order in which the chain tries its targets (drawn once,
-	// so that the ledger's first row is the first target called).
-	order []int
+	// plan is how the chain will try its targets, drawn before Begin so
+	// that Begin records the skipped targets and the first call at once.
+	plan upstreams.Plan
 	// maxAttempts, when above 0, is what the key has left of key_attempts.
 	maxAttempts int
 	// key is the idempotency key used (sent or derived); "" = no dedupe.
@@ -75,7 +75,7 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 			Message: "the model " + strconv.Quote(model) + " does not exist on this gateway"}
 	}
 	c.route = p.chain.Route.Model
-	p.order = p.chain.Plan()
+	p.plan = p.chain.Plan(model)
 	if err := s.decideKey(ctx, c, p); err != nil {
 		return err
 	}
@@ -147,7 +147,10 @@ func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error 
 	p.req.Fingerprint = dedupe.Fingerprint(append([]byte(p.path+"\n"), canon...))
 	p.req.Stream = p.stream
 	p.req.Model = c.route
-	p.req.First = recordedAttempt(p.chain.FirstAttempt(p.model, p.order))
+	p.req.First = recordedAttempt(p.plan.First)
+	for _, a := range p.plan.Skipped {
+		p.req.Skipped = append(p.req.Skipped, recordedAttempt(a))
+	}
 	p.req.BypassOnStoreError = d.FailsOpen()
 	r := c.st.Config.Resilience
 	p.req.AttemptWindow, p.req.AttemptBudget = r.KeyAttemptsWindow, r.KeyAttempts
@@ -262,7 +265,7 @@ func (s *Server) refusal(err error) error {
 // upstreamRequest is the chain input for p.
 func upstreamRequest(p *proxied) upstreams.Request {
 	return upstreams.Request{Path: p.path, Body: p.body, Model: p.model, Stream: p.stream, IdempotencyKey: p.key,
-		Order: p.order, MaxAttempts: p.maxAttempts}
+		Plan: p.plan, MaxAttempts: p.maxAttempts}
 }
 
 // detach reports whether the upstream call outlives the client.

@@ -205,10 +205,7 @@ func (c *Chain) skipped(t Target, req Request, res *Result, reason string) *Erro
 	if t.Model != "" {
 		model = t.Model
 	}
-	label := t.Model
-	if label == "" {
-		label = c.Route.Model
-	}
+	label := t.label(c)
 	rec := Attempt{Provider: t.Provider.Name, Model: model, Outcome: OutcomeStarted, Start: time.Now()}
 	if req.Ledger != nil {
 		if err := req.Ledger.Start(rec); err != nil {
@@ -222,6 +219,15 @@ func (c *Chain) skipped(t Target, req Request, res *Result, reason string) *Erro
 		req.Ledger.Finish(rec)
 	}
 	return nil
+}
+
+// label is t's model metric label: its configured model, else the
+// route's (never the client's free text).
+func (t Target) label(c *Chain) string {
+	if t.Model != "" {
+		return t.Model
+	}
+	return c.Route.Model
 }
 
 // failed records an attempt that got no 2xx answer and says whether the

@@ -63,10 +63,11 @@ type Request struct {
 	// Ledger, when set, records each attempt before its call goes out and
 	// when it ends (the dedupe record of the task, DESIGN.md section 3).
 	Ledger Ledger
-	// Order is the order of Plan in which to try the targets, so that the
-	// first attempt a ledger recorded ahead (FirstAttempt) is the one
-	// made; nil draws one.
-	Order []int
+	// Plan is how the request goes through the chain, drawn by Chain.Plan
+	// before its Ledger opened: its Skipped rows and First are taken as
+	// recorded already. Zero plans at once, and every row goes through
+	// the Ledger.
+	Plan Plan
 	// MaxAttempts, when above 0, lowers the route's max_attempts for this
 	// request (what its idempotency key has left of key_attempts).
 	MaxAttempts int
@@ -85,35 +86,6 @@ type Result struct {
 	Stream      *Stream
 	Usage       Usage
 	Attempts    []Attempt
-}
-
-// Plan draws the order in which one request tries the targets (indexes
-// into Targets): tiers keep their order, weights pick within a tier.
-// The slice must not be modified.
-func (c *Chain) Plan() []int {
-	if c.fixed != nil {
-		return c.fixed
-	}
-	return Order(make([]int, 0, len(c.Route.Targets)), c.Route.Targets, nil)
-}
-
-// FirstAttempt is the attempt the chain makes first for a client's model
-// under order (nil: the configured order): the provider and the model sent
-// to it, so that a ledger can record it before the chain runs; zero when
-// the route has no targets. Breakers are not consulted: a skipped first
-// target rewrites the row.
-func (c *Chain) FirstAttempt(model string, order []int) Attempt {
-	if len(c.Targets) == 0 {
-		return Attempt{}
-	}
-	t := c.Targets[0]
-	if len(order) > 0 {
-		t = c.Targets[order[0]]
-	}
-	if t.Model != "" {
-		model = t.Model
-	}
-	return Attempt{Provider: t.Provider.Name, Model: model, Outcome: OutcomeStarted}
 }
 
 // CountBudgetExhausted counts a request refused because its idempotency

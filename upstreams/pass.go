@@ -41,11 +41,17 @@ func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
 	if req.MaxAttempts > 0 && req.MaxAttempts < p.left {
 		p.left = req.MaxAttempts
 	}
-	order := req.Order
-	if len(order) != len(c.Targets) {
-		order = c.Plan()
+	pl := req.Plan
+	recorded := len(pl.Order) == len(c.Targets)
+	if !recorded {
+		pl = c.Plan(req.Model)
 	}
-	for _, i := range order {
+	for k, s := range pl.skips {
+		if done, err := p.planned(s, pl.Skipped[k], recorded); done {
+			return p.res, err
+		}
+	}
+	for _, i := range pl.Order[len(pl.skips):] {
 		if done, err := p.target(c.Targets[i]); done {
 			return p.res, err
 		}
@@ -77,10 +83,7 @@ func (p *pass) target(t Target) (done bool, err error) {
 	if p.left <= 0 {
 		return true, p.stopped()
 	}
-	if p.prev != "" {
-		p.c.metrics.fallback(p.c.Route.Model, p.prev, t.Provider.Name)
-	}
-	p.prev = t.Provider.Name
+	p.reach(t)
 	if !t.Provider.hasKey() {
 		reason := fmt.Sprintf("provider %q has no api_key configured", t.Provider.Name)
 		p.unusable = append(p.unusable, reason)
@@ -92,6 +95,33 @@ func (p *pass) target(t Target) (done bool, err error) {
 		return p.skip(t, d.String())
 	}
 	return p.call(t, d)
+}
+
+// reach counts the move to t from the target reached before it.
+func (p *pass) reach(t Target) {
+	if p.prev != "" {
+		p.c.metrics.fallback(p.c.Route.Model, p.prev, t.Provider.Name)
+	}
+	p.prev = t.Provider.Name
+}
+
+// planned applies a skip the plan decided. Its row is in the ledger
+// already when the plan came with the request (recorded); otherwise it
+// goes through the ledger like any skip.
+func (p *pass) planned(s plannedSkip, row Attempt, recorded bool) (done bool, err error) {
+	p.reach(s.t)
+	if s.unusable != "" {
+		p.unusable = append(p.unusable, s.unusable)
+	} else {
+		p.open, p.openT = append(p.open, s.d), append(p.openT, s.t)
+	}
+	if !recorded {
+		return p.skip(s.t, row.Error)
+	}
+	row.Start = time.Now()
+	p.res.Attempts = append(p.res.Attempts, row)
+	p.c.metrics.attempt(&row, s.t.label(p.c), nil)
+	return false, nil
 }
 
 // skip records a target that is not called; it costs no attempt of the

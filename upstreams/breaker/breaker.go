@@ -371,19 +371,40 @@ func (d Decision) String() string {
 // that call short: a probe taken in Redis but never reported would keep
 // every node from probing until it expired.
 func (b *Breaker) Allow(ctx context.Context, t Target) Decision {
+	d, halfOpen := b.decide(t)
+	if !halfOpen {
+		return d
+	}
+	d.Call = false // until the probe is granted
+	return b.probe(ctx, d.e, d, b.now(), false)
+}
+
+// Peek is Allow without taking a probe and without Redis: what this
+// node's copy says of t now, a hint that Allow may still overrule. A
+// half-open target whose probe looks free reads as callable (Call true,
+// Probe false); only Allow may grant the probe. The chain uses it to plan
+// a request before its ledger opens (the targets it will skip).
+func (b *Breaker) Peek(t Target) Decision {
+	d, _ := b.decide(t)
+	return d
+}
+
+// decide is Allow's answer from this node's copy; halfOpen reports a
+// target whose probe is free to take (d is then not final).
+func (b *Breaker) decide(t Target) (d Decision, halfOpen bool) {
 	e := b.entry(t)
-	d := Decision{Target: t, e: e}
+	d = Decision{Target: t, e: e}
 	// The closed path reads two atomics and not even the clock (which
 	// costs more than the rest on some virtual machines).
 	au := e.prov.authUntil.Load()
 	if au == 0 && e.quiet.Load() {
 		d.Call = true
-		return d
+		return d, false
 	}
 	now := b.now()
 	if now.UnixNano() < au {
 		d.Reason, d.Until, d.Last = ReasonAuth, time.Unix(0, au), Auth
-		return d
+		return d, false
 	}
 	if au != 0 {
 		// The cooling is over; forget it so the next call is fast again.
@@ -391,26 +412,28 @@ func (b *Breaker) Allow(ctx context.Context, t Target) Decision {
 	}
 	if e.quiet.Load() {
 		d.Call = true
-		return d
+		return d, false
 	}
 	e.mu.Lock()
 	st := e.st
-	busy := now.Before(e.busyUntil)
+	// Redis said another node probes it, or this node holds the probe.
+	busy := now.Before(e.busyUntil) || (e.probeToken != "" && now.Before(e.probeUntil))
 	e.mu.Unlock()
 	d.Failures, d.Last = st.failures, st.last
 	switch st.effective(now) {
 	case Closed:
 		d.Call = true
-		return d
+		return d, false
 	case Open:
 		d.Reason, d.Until = st.reason, st.until
-		return d
+		return d, false
 	}
 	if busy {
 		d.Reason, d.Until = ReasonProbing, st.until
-		return d
+		return d, false
 	}
-	return b.probe(ctx, e, d, now, false)
+	d.Call = true // half-open: callable once its probe is taken
+	return d, true
 }
 
 // Force turns a skipped decision into a call: the chain uses it on the

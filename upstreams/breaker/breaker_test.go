@@ -23,6 +23,7 @@ func TestBreaker(t *testing.T) {
 			t.Run("AuthCoolsProvider", func(t *testing.T) { testAuthCoolsProvider(t, m) })
 			t.Run("ForceSoonest", func(t *testing.T) { testForceSoonest(t, m) })
 			t.Run("Snapshot", func(t *testing.T) { testSnapshot(t, m) })
+			t.Run("PeekTakesNoProbe", func(t *testing.T) { testPeek(t, m) })
 		})
 	}
 }
@@ -428,4 +429,29 @@ func TestClassOf(t *testing.T) {
 	f(500, ServerError)
 	f(503, ServerError)
 	f(599, ServerError)
+}
+
+// Peek answers like Allow from the node's copy but never takes a probe:
+// planning a request must not hold the cluster's probe before the call.
+func testPeek(t *testing.T, m mode) {
+	m = m.fresh(t)
+	clk := newClock()
+	b := m.new(t, clk, testYAML)
+	ctx := context.Background()
+	expect(t, b.Peek(pa), true, false, ReasonNone, time.Time{})
+	fail(b, pa, 3, Timeout)
+	until := clk.Now().Add(30 * time.Second)
+	expect(t, b.Peek(pa), false, false, ReasonFailures, until)
+	clk.Advance(31 * time.Second)
+	// Half-open: callable, but the probe is still free for Allow.
+	for range 3 {
+		expect(t, b.Peek(pa), true, false, ReasonNone, time.Time{})
+	}
+	expect(t, b.Allow(ctx, pa), true, true, ReasonNone, time.Time{})
+	// In process the node knows its own probe is taken.
+	if m.redis == nil {
+		if d := b.Peek(pa); d.Call || d.Reason != ReasonProbing {
+			t.Fatalf("Peek while the probe is held = %+v (%s), want skipped (probing)", d, d)
+		}
+	}
 }
