@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
 # demo.sh: starts the fake upstream and a gateway on loopback, then shows
-# a request falling back from a failing provider, a replay, and a stream.
+# a request falling back from a failing provider, a replay, a stream, and a
+# breaker: a provider that hangs is skipped in milliseconds once its breaker
+# opens, and closed again by one probe when it is back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
+trap 'kill -CONT ${primary:-} 2>/dev/null; kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 go build -o "$tmp/" ./gateway ./deploy/fakeupstream
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-fport=$(port); gport=$(port)
+fport=$(port); pport=$(port); gport=$(port)
 cat > "$tmp/gateway.yaml" <<YAML
 listen: 127.0.0.1:$gport
 auth: {mode: keys, keys: [{tenant: demo, key: sk-demo}], admin_key: sk-admin}
 store: {kind: embedded, path: $tmp/gw.db}
 log: {format: text}
+resilience: {breaker: {failures: 2, cooldown: 5s}}
 providers:
-  flaky:  {base_url: http://127.0.0.1:$fport/v1, api_key: fake, timeout: 5s}
-  backup: {base_url: http://127.0.0.1:$fport/v1, api_key: fake, timeout: 5s}
+  flaky:   {base_url: http://127.0.0.1:$fport/v1, api_key: fake, timeout: 5s}
+  backup:  {base_url: http://127.0.0.1:$fport/v1, api_key: fake, timeout: 5s}
+  primary: {base_url: http://127.0.0.1:$pport/v1, api_key: fake, timeout: 1s}
 routes:
   - model: writer
     targets: [{provider: flaky, model: fail-503}, {provider: backup, model: fake-gpt}]
+  - model: summarizer
+    targets: [{provider: primary, model: fake-gpt}, {provider: backup, model: fake-gpt}]
   - model: "*"
     targets: [{provider: backup}]
 YAML
 "$tmp/fakeupstream" -listen 127.0.0.1:$fport >/dev/null &
+"$tmp/fakeupstream" -listen 127.0.0.1:$pport >/dev/null &
+primary=$!
 "$tmp/gateway" serve -config "$tmp/gateway.yaml" 2>"$tmp/gateway.log" &
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$gport/healthz" >/dev/null && break; sleep 0.1; done
 req() { curl -s -D - "http://127.0.0.1:$gport/v1/chat/completions" -H 'Authorization: Bearer sk-demo' \
@@ -37,5 +45,27 @@ echo "== 3. a stream, relayed chunk by chunk"
 req -N -d '{"model":"fake-gpt","stream":true,"messages":[{"role":"user","content":"stream"}]}' | grep '^data' | head -4
 echo "== 4. the attempt log of demo-1"
 curl -s "http://127.0.0.1:$gport/admin/tasks/demo-1?tenant=demo" -H 'Authorization: Bearer sk-admin'; echo
+sum() { curl -s -o /dev/null -w "%{http_code} from %header{x-gateway-provider} in %{time_total}s\n" \
+  "http://127.0.0.1:$gport/v1/chat/completions" -H 'Authorization: Bearer sk-demo' \
+  -H 'Content-Type: application/json' -H "Idempotency-Key: $1" \
+  -d '{"model":"summarizer","messages":[{"role":"user","content":"'"$1"'"}]}'; }
+upstreams() { curl -s "http://127.0.0.1:$gport/admin/upstreams" -H 'Authorization: Bearer sk-admin' |
+  python3 -c 'import json,sys
+for t in json.load(sys.stdin)["targets"]:
+    if t["provider"] == "primary": print("   primary/%s: %s, %d consecutive failures, last %s, open until %s" % (t["model"], t["state"], t["consecutive_failures"], t.get("last_failure", "-"), t.get("open_until", "-")))'; }
+echo "== 5. route 'summarizer': provider 'primary' hangs (its process is stopped); each request waits its 1s timeout, then falls back"
+kill -STOP "$primary"
+sum sum-1; sum sum-2
+upstreams
+echo "== 6. its breaker is open (failures: 2): the next requests skip it at once"
+sum sum-3; sum sum-4
+curl -s "http://127.0.0.1:$gport/admin/tasks/sum-3?tenant=demo" -H 'Authorization: Bearer sk-admin' |
+  python3 -c 'import json,sys
+for a in json.load(sys.stdin)["attempts"]: print("   attempt %d %s: %s %s" % (a["n"], a["provider"], a["outcome"], a["error"]))'
+echo "== 7. 'primary' is back; after the 5s cooldown one request probes it and closes the breaker"
+kill -CONT "$primary"
+sleep 5.2
+sum sum-5
+upstreams
 echo "== gateway log"
 cat "$tmp/gateway.log"
