@@ -36,7 +36,10 @@ if [ ${#targets[@]} -eq 0 ]; then
   echo "fuzz: no fuzz targets found"; exit 1
 fi
 
-budget=${FUZZBUDGET:-180}
+# A target whose -fuzztime runs out before the baseline run over its
+# corpus (seeds plus the inputs cached from earlier runs) has finished
+# fails with "context deadline exceeded": each target gets at least 15s.
+budget=${FUZZBUDGET:-300}
 echo "fuzz: ${#targets[@]} targets, ${FUZZTIME:-up to 20s} each, $parallel worker(s)"
 
 log=$(mktemp)
@@ -50,7 +53,7 @@ for t in "${targets[@]}"; do
     # What is left of the budget, shared by the targets still to run,
     # less each one's build and baseline.
     per=$(( (budget - SECONDS) / left - 8 ))
-    fuzztime="$(( per > 20 ? 20 : per < 5 ? 5 : per ))s"
+    fuzztime="$(( per > 20 ? 20 : per < 15 ? 15 : per ))s"
   fi
   left=$((left - 1))
   start=$SECONDS
