@@ -7,7 +7,7 @@
 #   FUZZTIME      time per target (Go duration, or Nx for N executions).
 #                 Unset (CI): 20s, lowered so that the whole script,
 #                 builds included (about 8s a target), ends within
-#                 FUZZBUDGET seconds (default 180), never below 5s.
+#                 FUZZBUDGET seconds (default 300), never below 15s.
 #   FUZZPARALLEL  fuzzing workers per target (default 1: CI machines and
 #                 developer laptops are shared).
 #   FUZZMINIMIZETIME  how long a worker minimizes each new input (default
