@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -23,22 +24,43 @@ type lockBackend interface {
 // generous so that a loaded CI machine does not fail the tests.
 const waitLong = 10 * time.Second
 
+// testLockBackend runs the behaviour tests on b.
 func testLockBackend(t *testing.T, b lockBackend) {
-	t.Run("OneOfManyAcquires", func(t *testing.T) { testOneOfManyAcquires(t, b) })
-	t.Run("ExpiryAndStaleHolder", func(t *testing.T) { testExpiryAndStaleHolder(t, b) })
-	t.Run("NotifierWakesAll", func(t *testing.T) { testNotifierWakesAll(t, b) })
-	t.Run("SubscribeNoLeak", func(t *testing.T) { testSubscribeNoLeak(t, b) })
-	t.Run("FollowFromStart", func(t *testing.T) { testFollowFromStart(t, b) })
-	t.Run("FollowFromK", func(t *testing.T) { testFollowFromK(t, b) })
-	t.Run("FollowBeforeCreation", func(t *testing.T) { testFollowBeforeCreation(t, b) })
-	t.Run("FollowNotFound", func(t *testing.T) { testFollowNotFound(t, b) })
-	t.Run("FollowCancel", func(t *testing.T) { testFollowCancel(t, b) })
-	t.Run("FollowDeadline", func(t *testing.T) { testFollowDeadline(t, b) })
-	t.Run("Expire", func(t *testing.T) { testExpire(t, b) })
+	runLockCases(t, func(t *testing.T, test func(*testing.T, lockBackend)) { test(t, b) })
 }
 
+// runLockCases runs each behaviour test as a subtest; run hands it a
+// backend.
+func runLockCases(t *testing.T, run func(t *testing.T, test func(*testing.T, lockBackend))) {
+	cases := []struct {
+		name string
+		test func(*testing.T, lockBackend)
+	}{
+		{"OneOfManyAcquires", testOneOfManyAcquires},
+		{"ExpiryAndStaleHolder", testExpiryAndStaleHolder},
+		{"NotifierWakesAll", testNotifierWakesAll},
+		{"SubscribeNoLeak", testSubscribeNoLeak},
+		{"FollowFromStart", testFollowFromStart},
+		{"FollowFromK", testFollowFromK},
+		{"FollowBeforeCreation", testFollowBeforeCreation},
+		{"FollowNotFound", testFollowNotFound},
+		{"FollowCancel", testFollowCancel},
+		{"FollowDeadline", testFollowDeadline},
+		{"Expire", testExpire},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { run(t, c.test) })
+	}
+}
+
+// TestLocal runs each case on its own Local in a testing/synctest bubble:
+// Local runs on this process's timers, so lease expiries, idle waits and
+// deadlines take no real time, and the goroutines a case waits for have
+// ended before the bubble's clock moves on.
 func TestLocal(t *testing.T) {
-	testLockBackend(t, NewLocal())
+	runLockCases(t, func(t *testing.T, test func(*testing.T, lockBackend)) {
+		synctest.Test(t, func(t *testing.T) { test(t, NewLocal()) })
+	})
 }
 
 func testOneOfManyAcquires(t *testing.T, b lockBackend) {

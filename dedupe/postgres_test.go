@@ -23,7 +23,7 @@ func openTestPostgres(t *testing.T, url string, migrate bool) *Postgres {
 }
 
 func TestPostgresStore(t *testing.T) {
-	testStoreSemantics(t, func(t *testing.T) Store {
+	testStoreSemantics(t, false, func(t *testing.T) Store {
 		return openTestPostgres(t, dedupetest.PostgresURL(t), true)
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -122,10 +123,23 @@ func storeCompletion(ttl time.Duration) Completion {
 	}
 }
 
-func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
+// testStoreSemantics runs the suite on stores made by open. With bubble,
+// each case runs in a testing/synctest bubble, where the sleeps that wait
+// out a lease take no real time; that fits a store on this process's
+// clock (Embedded), never one that reads a server's clock (Postgres).
+func testStoreSemantics(t *testing.T, bubble bool, open func(t *testing.T) Store) {
+	run := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			if bubble {
+				synctest.Test(t, f)
+				return
+			}
+			f(t)
+		})
+	}
 	ctx := context.Background()
 
-	t.Run("NewIsLeaderAtFence1", func(t *testing.T) {
+	run("NewIsLeaderAtFence1", func(t *testing.T) {
 		s := open(t)
 		req := storeReq("t1", "k1", "fp1")
 		req.Stream = true
@@ -140,7 +154,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("ConcurrentBeginOneLeader", func(t *testing.T) {
+	run("ConcurrentBeginOneLeader", func(t *testing.T) {
 		s := open(t)
 		const n = 50
 		var (
@@ -172,7 +186,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("CompleteThenReplay", func(t *testing.T) {
+	run("CompleteThenReplay", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		c := storeCompletion(time.Hour)
@@ -196,7 +210,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeWantFenced(t, "Heartbeat after Complete", s.Heartbeat(ctx, "t1", "k1", 1, time.Hour))
 	})
 
-	t.Run("MismatchTouchesNothing", func(t *testing.T) {
+	run("MismatchTouchesNothing", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "done", "fp1"), VerdictLeader)
 		storeComplete(t, s, "t1", "done", 1, storeCompletion(time.Hour))
@@ -215,7 +229,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("FailedRestartsAtFence2", func(t *testing.T) {
+	run("FailedRestartsAtFence2", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		storeFail(t, s, "t1", "k1", 1, "all targets failed", time.Hour)
@@ -234,7 +248,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictCompleted)
 	})
 
-	t.Run("ZombieReclaimedAndStaleFenceRefused", func(t *testing.T) {
+	run("ZombieReclaimedAndStaleFenceRefused", func(t *testing.T) {
 		s := open(t)
 		req := storeReq("t1", "k1", "fp1")
 		req.Lease = storeShortLease
@@ -264,7 +278,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeComplete(t, s, "t1", "k1", 2, storeCompletion(time.Hour))
 	})
 
-	t.Run("HeartbeatPreventsTakeOver", func(t *testing.T) {
+	run("HeartbeatPreventsTakeOver", func(t *testing.T) {
 		s := open(t)
 		req := storeReq("t1", "k1", "fp1")
 		// Without the heartbeat this lease would be over after the sleep.
@@ -284,7 +298,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("MaxProcessingTakeOver", func(t *testing.T) {
+	run("MaxProcessingTakeOver", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		time.Sleep(storeExpiryWait)
@@ -303,7 +317,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeBegin(t, s, req, VerdictInFlight)
 	})
 
-	t.Run("TenantIsolation", func(t *testing.T) {
+	run("TenantIsolation", func(t *testing.T) {
 		s := open(t)
 		a := storeBegin(t, s, storeReq("tenant-a", "same", "fp-a"), VerdictLeader)
 		// Same key hash, other tenant, other body: a new task, no mismatch.
@@ -319,7 +333,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("LedgerNewTask", func(t *testing.T) {
+	run("LedgerNewTask", func(t *testing.T) {
 		s := open(t)
 		// Begin writes the first attempt as started, with the task.
 		res := storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), VerdictLeader)
@@ -350,7 +364,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("LedgerFurtherAttempts", func(t *testing.T) {
+	run("LedgerFurtherAttempts", func(t *testing.T) {
 		s := open(t)
 		storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), VerdictLeader)
 		// One write finishes attempt 1 and starts attempt 2.
@@ -404,7 +418,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 			Attempt{N: 4, Fence: 2, Provider: "groq", Outcome: AttemptStarted})
 	})
 
-	t.Run("LedgerTakeOverAbandons", func(t *testing.T) {
+	run("LedgerTakeOverAbandons", func(t *testing.T) {
 		s := open(t)
 		req := storeLedgerReq("t1", "k1", "fp1", "gemini")
 		req.Lease = storeShortLease
@@ -442,7 +456,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("LedgerReclaimAbandons", func(t *testing.T) {
+	run("LedgerReclaimAbandons", func(t *testing.T) {
 		s := open(t)
 		for _, key := range []string{"z1", "z2"} {
 			req := storeLedgerReq("t1", key, "fp1", "gemini")
@@ -474,7 +488,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("LedgerExpiredRestartsAtOne", func(t *testing.T) {
+	run("LedgerExpiredRestartsAtOne", func(t *testing.T) {
 		s := open(t)
 		storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), VerdictLeader)
 		c := storeCompletion(time.Millisecond)
@@ -489,7 +503,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeWantAttempts(t, attempts, Attempt{N: 1, Fence: 2, Provider: "groq", Outcome: AttemptStarted})
 	})
 
-	t.Run("GetUnknown", func(t *testing.T) {
+	run("GetUnknown", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		for _, tk := range [][2]string{{"t1", "nope"}, {"t2", "k1"}} {
@@ -499,7 +513,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("ReclaimZombies", func(t *testing.T) {
+	run("ReclaimZombies", func(t *testing.T) {
 		s := open(t)
 		short := storeReq("t1", "zombie", "fp1")
 		short.Lease = storeShortLease
@@ -546,7 +560,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("DeleteExpiredInBatches", func(t *testing.T) {
+	run("DeleteExpiredInBatches", func(t *testing.T) {
 		s := open(t)
 		const expired = 25
 		for i := range expired {
@@ -585,7 +599,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("ExpiredTaskRestarts", func(t *testing.T) {
+	run("ExpiredTaskRestarts", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeLedgerReq("t1", "k1", "fp1", "p"), VerdictLeader)
 		storeComplete(t, s, "t1", "k1", 1, storeCompletion(time.Millisecond))
@@ -603,7 +617,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeWantFenced(t, "Complete of the expired fence", s.Complete(ctx, "t1", "k1", 1, storeCompletion(time.Hour)))
 	})
 
-	t.Run("StaleGenerationRefused", func(t *testing.T) {
+	run("StaleGenerationRefused", func(t *testing.T) {
 		s := open(t)
 		old := storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		storeFail(t, s, "t1", "k1", 1, "gone", time.Millisecond)
@@ -624,7 +638,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeComplete(t, s, "t1", "k1", 1, current)
 	})
 
-	t.Run("MaxAgeRestartsOldAnswers", func(t *testing.T) {
+	run("MaxAgeRestartsOldAnswers", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		storeComplete(t, s, "t1", "k1", 1, storeCompletion(time.Hour))
@@ -641,7 +655,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		storeBegin(t, s, old, VerdictInFlight)
 	})
 
-	t.Run("TooLargeReplaysWithoutResponse", func(t *testing.T) {
+	run("TooLargeReplaysWithoutResponse", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		c := storeCompletion(time.Hour)
@@ -656,7 +670,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("EmptyBodyReplays", func(t *testing.T) {
+	run("EmptyBodyReplays", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
 		storeComplete(t, s, "t1", "k1", 1, Completion{Response: Response{Status: 204}, TTL: time.Hour})
@@ -666,7 +680,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("Health", func(t *testing.T) {
+	run("Health", func(t *testing.T) {
 		s := open(t)
 		h, err := s.Health(ctx)
 		if err != nil {
@@ -695,7 +709,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("RecentAttemptsCountTheKeyBudget", func(t *testing.T) {
+	run("RecentAttemptsCountTheKeyBudget", func(t *testing.T) {
 		s := open(t)
 		req := storeLedgerReq("t1", "k1", "fp1", "p1")
 		req.AttemptWindow, req.AttemptBudget = 10*time.Minute, 3
@@ -743,7 +757,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("SkippedBeforeTheFirstAttempt", func(t *testing.T) {
+	run("SkippedBeforeTheFirstAttempt", func(t *testing.T) {
 		s := open(t)
 		req := storeLedgerReq("t1", "k1", "fp1", "p3")
 		req.Skipped = []Attempt{{Provider: "p1", Model: "m1", Error: "breaker open until 12:00:30 UTC"}, {Provider: "p2", Error: "no api_key"}}
@@ -774,7 +788,7 @@ func testStoreSemantics(t *testing.T, open func(t *testing.T) Store) {
 			Attempt{N: 5, Fence: 2, Provider: "p3", Outcome: AttemptStarted})
 	})
 
-	t.Run("Ping", func(t *testing.T) {
+	run("Ping", func(t *testing.T) {
 		s := open(t)
 		if err := s.Ping(ctx); err != nil {
 			t.Fatalf("Ping: %v", err)
