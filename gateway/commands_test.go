@@ -41,14 +41,24 @@ func TestMigrateAndReapCommands(t *testing.T) {
 	fake.SetBehavior("slow", upstreamtest.Behavior{FirstByteDelay: 3 * time.Second})
 	zombieCfg := strings.Replace(cfgText, "store:", "dedupe: {lease: 300ms}\nstore:", 1)
 	killLeaderMidCall(t, fake, zombieCfg, "reap-cmd", chatBody("slow", "reap command", false))
-	time.Sleep(400 * time.Millisecond) // the lease runs out
-	var out, errOut bytes.Buffer
-	if code := run([]string{"reap", "-config", writeConfig(t, zombieCfg)}, &out, &errOut); code != 0 {
-		t.Fatalf("reap: exit %d\n%s", code, errOut.String())
-	}
-	if !strings.Contains(out.String(), "reclaimed 1 zombie tasks") {
+	// A pass finds nothing until the dead leader's lease has run out
+	// (300ms after its last heartbeat, on Postgres's clock); then one pass
+	// reclaims the zombie. Polling instead of sleeping past the lease.
+	reapCfg := writeConfig(t, zombieCfg)
+	waitFor(t, 20*time.Second, "a reap pass that reclaims the zombie", func() bool {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"reap", "-config", reapCfg}, &out, &errOut); code != 0 {
+			t.Fatalf("reap: exit %d\n%s", code, errOut.String())
+		}
+		switch {
+		case strings.Contains(out.String(), "reclaimed 1 zombie tasks"):
+			return true
+		case strings.Contains(out.String(), "reclaimed 0 zombie tasks"):
+			return false
+		}
 		t.Fatalf("reap output: %s", out.String())
-	}
+		return false
+	})
 }
 
 // The production binary carries no test helpers: the fake upstream runs as

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -100,24 +101,42 @@ func TestThousandStreamsMemory(t *testing.T) {
 	t.Logf("%d streams of %d chunks in %s; peak sampled heap %s, peak goroutines %d",
 		streams, chunks, elapsed.Round(time.Millisecond), mib(peakHeap), peakG)
 
-	// Ended live streams stay readable for joiners for dedupe's localLinger
-	// (5s); wait past it. The client's idle connections are closed so that
-	// the gateway's connection goroutines end, and the fake is closed so
-	// that its per-connection goroutines (the gateway pools connections to
-	// it for 30s) do not count against the gateway.
+	// The client's idle connections are closed so that the gateway's
+	// connection goroutines end. Every stream is recorded before the fake
+	// is closed (so no pump is cut at its last byte), and the fake is
+	// closed so that its per-connection goroutines (the gateway pools
+	// connections to it for 30s) do not count against the gateway.
 	c.Transport.(interface{ CloseIdleConnections() }).CloseIdleConnections()
-	time.Sleep(7 * time.Second)
+	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := g.app.coord.Drain(dctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	heapAfter, goroutinesAfter := settle()
+	// Ended live streams stay readable for joiners for dedupe's
+	// localLinger (5s): poll until the heap and the goroutines are back
+	// within bounds, for well past the linger, instead of sleeping it out.
 	// fasthttp's server keeps a worker goroutine per recently busy
 	// connection for MaxIdleWorkerDuration (10s by default, reaped by a
 	// pass every 10s): those are a bounded cache, not a leak, and waiting
 	// them out would double the test's time.
-	idleWorkers := idleServerWorkers()
-	t.Logf("after: heap %s (%+.1f MiB), goroutines %d (%+d), of which %d idle fasthttp server workers", mib(heapAfter),
-		(float64(heapAfter)-float64(heapBefore))/(1<<20), goroutinesAfter, goroutinesAfter-goroutinesBefore, idleWorkers)
+	var (
+		heapAfter                    uint64
+		goroutinesAfter, idleWorkers int
+	)
+	waited := time.Now()
+	for deadline := waited.Add(30 * time.Second); ; {
+		heapAfter, goroutinesAfter = settle()
+		idleWorkers = idleServerWorkers()
+		if heapAfter <= heapBefore+64<<20 && goroutinesAfter-idleWorkers <= goroutinesBefore+50 || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("after %s: heap %s (%+.1f MiB), goroutines %d (%+d), of which %d idle fasthttp server workers",
+		time.Since(waited).Round(time.Millisecond), mib(heapAfter), (float64(heapAfter)-float64(heapBefore))/(1<<20),
+		goroutinesAfter, goroutinesAfter-goroutinesBefore, idleWorkers)
 	goroutinesAfter -= idleWorkers
 	if heapAfter > heapBefore+64<<20 {
 		t.Errorf("heap after the streams = %s, want < before (%s) + 64 MiB", mib(heapAfter), mib(heapBefore))
