@@ -137,7 +137,7 @@ func startGW(t *testing.T, o gwOptions) *testGW {
 	g.dial = ln.Dial
 	dial := func(string) (net.Conn, error) { return ln.Dial() }
 	g.client = &fasthttp.Client{Dial: dial, ReadTimeout: waitLong, WriteTimeout: waitLong}
-	g.streamer = &fasthttp.Client{Dial: dial, StreamResponseBody: true, WriteTimeout: waitLong}
+	g.streamer = &fasthttp.Client{Dial: dial, StreamResponseBody: true, ReadTimeout: waitLong, WriteTimeout: waitLong}
 	return g
 }
 
