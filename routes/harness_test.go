@@ -55,7 +55,7 @@ type gwOptions struct {
 	// which the gateway sets from on_in_progress: reject).
 	reject bool
 	// ready is the /readyz check; nil means always ready.
-	ready func(context.Context) error
+	ready func(context.Context) routes.Readiness
 	// serverMaxBody is the fasthttp.Server's MaxRequestBodySize; 0 uses
 	// max_body_bytes, as the gateway does.
 	serverMaxBody int

@@ -2,10 +2,11 @@ package routes_test
 
 import (
 	"context"
-	"errors"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/idemgw/gateway/routes"
 )
 
 // /healthz answers while the process runs, without a key.
@@ -19,18 +20,19 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
-// /readyz reports the stores' check: 200 when it passes, 503 not_ready
-// naming the failure when it does not.
+// /readyz reports the stores' check: 200 ok, 200 degraded naming the
+// Redis failure (the node still answers correctly through the record
+// store), or 503 not_ready naming why the node must get no traffic.
 func TestReadyz(t *testing.T) {
-	f := func(ready func(context.Context) error, wantMessage string) {
+	f := func(ready func(context.Context) routes.Readiness, wantBody, wantMessage string) {
 		t.Helper()
 		g := startGW(t, gwOptions{ready: ready})
 		a := g.do("GET", "/readyz", "", "Authorization", "")
 		if wantMessage == "" {
 			wantStatus(t, a, 200)
 			wantHeader(t, a, "Content-Type", "application/json")
-			if string(a.body) != `{"status":"ready"}` {
-				t.Fatalf("body %s", a.body)
+			if string(a.body) != wantBody {
+				t.Fatalf("body %s, want %s", a.body, wantBody)
 			}
 			return
 		}
@@ -41,14 +43,19 @@ func TestReadyz(t *testing.T) {
 			t.Fatalf("message %q does not name the failure %q", e.Message, wantMessage)
 		}
 	}
-	f(nil, "")
-	f(func(ctx context.Context) error {
+	f(nil, `{"status":"ok"}`, "")
+	f(func(ctx context.Context) routes.Readiness {
 		if _, ok := ctx.Deadline(); !ok {
-			return errors.New("the check runs without a deadline")
+			return routes.Readiness{Unready: "the check runs without a deadline"}
 		}
-		return nil
-	}, "")
-	f(func(context.Context) error { return errors.New("record store: connection refused") }, "record store: connection refused")
+		return routes.Readiness{}
+	}, `{"status":"ok"}`, "")
+	f(func(context.Context) routes.Readiness {
+		return routes.Readiness{Redis: "dial tcp: connection refused"}
+	}, `{"status":"degraded","redis":"dial tcp: connection refused"}`, "")
+	f(func(context.Context) routes.Readiness {
+		return routes.Readiness{Unready: "record store: connection refused", Redis: "down too"}
+	}, "", "record store: connection refused")
 }
 
 // Every answer carries X-Request-Id: a sane one from the client is kept,
