@@ -103,7 +103,7 @@ func startGW(t *testing.T, o gwOptions) *testGW {
 			}
 		})
 	}
-	st, err := routes.NewState(g.cfg, upstreams.NewMetrics())
+	st, err := routes.NewState(g.cfg, upstreams.NewMetrics(), nil)
 	if err != nil {
 		t.Fatalf("NewState: %v", err)
 	}
