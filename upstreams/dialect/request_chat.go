@@ -196,25 +196,7 @@ func refuseChatFeatures(m map[string]json.RawMessage) error {
 
 // stopList reads a stop field: a string or an array of strings.
 func stopList(raw json.RawMessage, param string) ([]string, error) {
-	switch firstByte(raw) {
-	case 0, 'n':
-		if isNull(raw) {
-			return nil, nil
-		}
-	case '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, &RequestError{Param: param, Message: describe(err)}
-		}
-		return []string{s}, nil
-	case '[':
-		var list []string
-		if err := json.Unmarshal(raw, &list); err != nil {
-			return nil, &RequestError{Param: param, Message: describe(err)}
-		}
-		return list, nil
-	}
-	return nil, requestErrorf(param, "must be a string or an array of strings")
+	return stringOrArray(raw, param, "strings", func(s string) string { return s })
 }
 
 // chatBuilder appends Anthropic messages, merging consecutive messages of
@@ -285,6 +267,13 @@ func chatMessages(msgs []chatMessage) ([]block, []message, error) {
 // contentParts reads a content field: a string (returned as one text
 // part) or an array of parts; null or absent is no part.
 func contentParts(raw json.RawMessage, param string) ([]chatPart, error) {
+	return stringOrArray(raw, param, "content parts", func(s string) chatPart { return chatPart{Type: "text", Text: s} })
+}
+
+// stringOrArray reads a field that both dialects let be a string (one
+// text element, made by text) or an array of elements; null or absent is
+// none. what names the elements in the error.
+func stringOrArray[T any](raw json.RawMessage, param, what string, text func(string) T) ([]T, error) {
 	switch firstByte(raw) {
 	case 0, 'n':
 		if isNull(raw) {
@@ -295,15 +284,15 @@ func contentParts(raw json.RawMessage, param string) ([]chatPart, error) {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return nil, &RequestError{Param: param, Message: describe(err)}
 		}
-		return []chatPart{{Type: "text", Text: s}}, nil
+		return []T{text(s)}, nil
 	case '[':
-		var parts []chatPart
-		if err := json.Unmarshal(raw, &parts); err != nil {
+		var elems []T
+		if err := json.Unmarshal(raw, &elems); err != nil {
 			return nil, &RequestError{Param: param, Message: describe(err)}
 		}
-		return parts, nil
+		return elems, nil
 	}
-	return nil, requestErrorf(param, "must be a string or an array of content parts")
+	return nil, requestErrorf(param, "must be a string or an array of %s", what)
 }
 
 // textBlocks reads a content that may hold only text (system, developer).

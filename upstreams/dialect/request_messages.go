@@ -161,25 +161,7 @@ func systemMessage(out *chatRequest, raw json.RawMessage) error {
 // anthropicBlocks reads a content field: a string (one text block) or an
 // array of blocks; absent or null is none.
 func anthropicBlocks(raw json.RawMessage, param string) ([]block, error) {
-	switch firstByte(raw) {
-	case 0, 'n':
-		if isNull(raw) {
-			return nil, nil
-		}
-	case '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, &RequestError{Param: param, Message: describe(err)}
-		}
-		return []block{{Type: "text", Text: s}}, nil
-	case '[':
-		var blocks []block
-		if err := json.Unmarshal(raw, &blocks); err != nil {
-			return nil, &RequestError{Param: param, Message: describe(err)}
-		}
-		return blocks, nil
-	}
-	return nil, requestErrorf(param, "must be a string or an array of content blocks")
+	return stringOrArray(raw, param, "content blocks", func(s string) block { return block{Type: "text", Text: s} })
 }
 
 // appendAnthropicMessage translates one Anthropic message, which may
