@@ -36,9 +36,7 @@ func TestReadyz(t *testing.T) {
 			}
 			return
 		}
-		// Not wantError: today /readyz writes its error after dropping
-		// the request id header, so the answer has none.
-		e := wantErrorBody(t, a, 503, "api_error", "not_ready", "")
+		e := wantError(t, a, 503, "api_error", "not_ready", "")
 		if !strings.Contains(e.Message, wantMessage) {
 			t.Fatalf("message %q does not name the failure %q", e.Message, wantMessage)
 		}

@@ -124,6 +124,9 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 		ctx.Response.Header.Set("X-Request-Id", c.id)
 		h := s.route(ctx, c)
 		if h == nil {
+			// Served inline; an error answer (a 503 /readyz) was written
+			// after a reset of the headers, so the id is set again.
+			ctx.Response.Header.Set("X-Request-Id", c.id)
 			return
 		}
 		s.active.Add(1)
