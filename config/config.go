@@ -178,12 +178,24 @@ type Debug struct {
 
 // Provider is one upstream API.
 type Provider struct {
-	// Kind is openai (default): any OpenAI-compatible API.
+	// Kind is openai (default): any OpenAI-compatible API, or anthropic:
+	// Anthropic's Messages API.
 	Kind ProviderKind `yaml:"kind"`
-	// BaseURL such as https://api.openai.com/v1 (http is allowed).
+	// BaseURL such as https://api.openai.com/v1 (http is allowed). For
+	// kind anthropic it is the host without /v1, such as
+	// https://api.anthropic.com: the gateway calls {base_url}/v1/messages.
 	BaseURL string `yaml:"base_url"`
-	// APIKey is sent as Bearer; empty is a start-up warning and an error for requests routed here.
+	// APIKey is sent as Bearer (kind anthropic: as x-api-key); empty is a
+	// start-up warning and an error for requests routed here.
 	APIKey string `yaml:"api_key"`
+	// AnthropicVersion is the anthropic-version header of kind anthropic,
+	// a date such as 2023-06-01. Default DefaultAnthropicVersion; only for
+	// kind anthropic.
+	AnthropicVersion string `yaml:"anthropic_version"`
+	// DefaultMaxTokens is the max_tokens sent to a kind anthropic provider
+	// for an OpenAI request that gives none (Anthropic requires it).
+	// Default DefaultMaxTokens; only for kind anthropic.
+	DefaultMaxTokens int `yaml:"default_max_tokens"`
 	// Timeout bounds a whole attempt. Default 60s.
 	Timeout time.Duration `yaml:"timeout"`
 	// FirstByteTimeout bounds the wait for the first response byte. Default 30s, or Timeout when shorter.

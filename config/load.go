@@ -44,6 +44,8 @@ const (
 	DefaultLogLevel          = LogInfo
 	DefaultLogFormat         = LogJSON
 	DefaultProviderKind      = ProviderOpenAI
+	DefaultAnthropicVersion  = "2023-06-01"
+	DefaultMaxTokens         = 4096
 	DefaultTimeout           = 60 * time.Second
 	DefaultFirstByteTimeout  = 30 * time.Second
 	DefaultMaxConns          = 512
@@ -634,6 +636,10 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 		path := "providers." + name
 		fillResilience(&p.Resilience, path+".resilience", c.Resilience, present)
 		setDefault(&p.Kind, DefaultProviderKind, absent(path+".kind"))
+		if p.Kind == ProviderAnthropic {
+			setDefault(&p.AnthropicVersion, DefaultAnthropicVersion, absent(path+".anthropic_version"))
+			setDefault(&p.DefaultMaxTokens, DefaultMaxTokens, absent(path+".default_max_tokens"))
+		}
 		setDefault(&p.Timeout, DefaultTimeout, absent(path+".timeout"))
 		// An unset first-byte wait never outlasts the whole attempt. An
 		// invalid timeout is reported on its own: the unset key keeps the

@@ -458,3 +458,24 @@ func TestUnsetVarWarnings(t *testing.T) {
 	// In a block scalar the key is lines above: the line alone.
 	f(minimal+"store:\n  path: |-\n    ./d${D}.db\n", env(), "gateway.yaml:8: "+msg("D"))
 }
+
+// kind anthropic gets anthropic-version 2023-06-01 and max_tokens 4096
+// when the file gives none (issue 12); kind openai gets neither.
+func TestAnthropicDefaults(t *testing.T) {
+	data := strings.Replace(minimal, "providers:\n", "providers:\n  a: {kind: anthropic, base_url: \"https://api.anthropic.com\"}\n  b: {kind: anthropic, base_url: \"https://api.anthropic.com\", anthropic_version: \"2024-01-01\", default_max_tokens: 99}\n", 1)
+	cfg, err := Parse("gateway.yaml", []byte(data), env())
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	f := func(name string, kind ProviderKind, version string, maxTokens int) {
+		t.Helper()
+		p := cfg.Providers[name]
+		if p.Kind != kind || p.AnthropicVersion != version || p.DefaultMaxTokens != maxTokens {
+			t.Fatalf("provider %s: kind %q, anthropic_version %q, default_max_tokens %d; want %q, %q, %d",
+				name, p.Kind, p.AnthropicVersion, p.DefaultMaxTokens, kind, version, maxTokens)
+		}
+	}
+	f("a", ProviderAnthropic, "2023-06-01", 4096)
+	f("b", ProviderAnthropic, "2024-01-01", 99)
+	f("p", ProviderOpenAI, "", 0)
+}

@@ -107,6 +107,10 @@ type ProviderKind string
 const (
 	// ProviderOpenAI is any OpenAI-compatible API.
 	ProviderOpenAI ProviderKind = "openai"
+	// ProviderAnthropic is Anthropic's Messages API: the gateway calls
+	// {base_url}/v1/messages with x-api-key and anthropic-version, and
+	// translates OpenAI chat requests to it (DESIGN.md section 7).
+	ProviderAnthropic ProviderKind = "anthropic"
 )
 
 // Open reports whether auth.mode is none: no keys, one tenant.

@@ -240,7 +240,8 @@ func (c *Config) validateProviders(v *validator) {
 			v.errorf(path, "is empty (base_url is required)")
 			continue
 		}
-		oneOf(v, path+".kind", p.Kind, ProviderOpenAI)
+		oneOf(v, path+".kind", p.Kind, ProviderOpenAI, ProviderAnthropic)
+		v.validateAnthropic(path, p)
 		if p.BaseURL == "" {
 			v.errorf(path+".base_url", "is required")
 		} else if u, err := url.Parse(p.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -251,6 +252,27 @@ func (c *Config) validateProviders(v *validator) {
 		v.positiveInt(path+".max_conns", p.MaxConns)
 		v.validateResilience(path+".resilience", p.Resilience, &c.Resilience)
 	}
+}
+
+// versionRe is the form of Anthropic's API versions, a date.
+var versionRe = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
+
+// validateAnthropic checks the keys of kind anthropic, and that a provider
+// of another kind does not carry them: they would be silently ignored.
+func (v *validator) validateAnthropic(path string, p *Provider) {
+	if p.Kind != ProviderAnthropic {
+		if p.AnthropicVersion != "" {
+			v.errorf(path+".anthropic_version", "is only for kind anthropic (kind is %s)", p.Kind)
+		}
+		if p.DefaultMaxTokens != 0 {
+			v.errorf(path+".default_max_tokens", "is only for kind anthropic (kind is %s)", p.Kind)
+		}
+		return
+	}
+	if !versionRe.MatchString(p.AnthropicVersion) {
+		v.errorf(path+".anthropic_version", "must be a date such as %s, got %q", DefaultAnthropicVersion, p.AnthropicVersion)
+	}
+	v.positiveInt(path+".default_max_tokens", p.DefaultMaxTokens)
 }
 
 func (c *Config) providerNames() []string {
@@ -365,6 +387,9 @@ func (c *Config) Warnings() []string {
 		}
 		if u, err := url.Parse(p.BaseURL); err == nil && u.Scheme == "http" && p.APIKey != "" && !isLoopback(u.Hostname()) {
 			w = append(w, fmt.Sprintf("%s.base_url uses http: the api key is sent unencrypted", path))
+		}
+		if u, err := url.Parse(p.BaseURL); err == nil && p.Kind == ProviderAnthropic && strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/v1") {
+			w = append(w, fmt.Sprintf("%s.base_url ends in /v1: kind anthropic calls {base_url}/v1/messages, so requests go to .../v1/v1/messages", path))
 		}
 		if p.FirstByteTimeout > p.Timeout {
 			w = append(w, fmt.Sprintf("%s.first_byte_timeout (%s) exceeds timeout (%s): timeout applies first", path, p.FirstByteTimeout, p.Timeout))

@@ -62,7 +62,19 @@ func TestValidate(t *testing.T) {
 	f(minimal+"log: {format: xml}\n", `log.format: must be one of json, text, got "xml"`)
 
 	// providers
-	f(strings.Replace(minimal, "{base_url:", "{kind: anthropic, base_url:", 1), `gateway.yaml:3: providers.p.kind: must be one of openai, got "anthropic"`)
+	f(strings.Replace(minimal, "{base_url:", "{kind: claude, base_url:", 1), `gateway.yaml:3: providers.p.kind: must be one of openai, anthropic, got "claude"`)
+	// kind anthropic (issue 12): its keys are checked, and are refused on
+	// another kind, where they would be silently ignored.
+	const anthropic = "auth: {mode: none}\nproviders:\n  a:\n    kind: anthropic\n    base_url: \"http://127.0.0.1:1\"\n"
+	const anthropicRoute = "routes:\n  - {model: m, targets: [{provider: a}]}\n"
+	f(anthropic+"    anthropic_version: \"2023\"\n"+anthropicRoute, `gateway.yaml:6: providers.a.anthropic_version: must be a date such as 2023-06-01, got "2023"`)
+	f(anthropic+"    anthropic_version: \"\"\n"+anthropicRoute, `gateway.yaml:6: providers.a.anthropic_version: must be a date such as 2023-06-01, got ""`)
+	f(anthropic+"    default_max_tokens: 0\n"+anthropicRoute, `gateway.yaml:6: providers.a.default_max_tokens: must be a positive number, got 0`)
+	f(anthropic+"    default_max_tokens: -5\n"+anthropicRoute, `gateway.yaml:6: providers.a.default_max_tokens: must be a positive number, got -5`)
+	f(anthropic+"    default_max_tokens: many\n"+anthropicRoute, `gateway.yaml:6: providers.a.default_max_tokens`)
+	f(anthropic+"    anthropic-version: \"2023-06-01\"\n"+anthropicRoute, `gateway.yaml:6: providers.a.anthropic-version: unknown key`)
+	f(strings.Replace(minimal, "{base_url:", "{anthropic_version: \"2023-06-01\", base_url:", 1), `gateway.yaml:3: providers.p.anthropic_version: is only for kind anthropic (kind is openai)`)
+	f(strings.Replace(minimal, "{base_url:", "{default_max_tokens: 100, base_url:", 1), `gateway.yaml:3: providers.p.default_max_tokens: is only for kind anthropic (kind is openai)`)
 	f(strings.Replace(minimal, `"http://127.0.0.1:1/v1"`, "ftp://h/x", 1), `gateway.yaml:3: providers.p.base_url: must be an http or https URL with a host, got "ftp://h/x"`)
 	f(strings.Replace(minimal, `"http://127.0.0.1:1/v1"`, "/v1", 1), `providers.p.base_url: must be an http or https URL with a host`)
 	f(strings.Replace(minimal, `{base_url: "http://127.0.0.1:1/v1"}`, "{}", 1), `providers.p.base_url: is required`)
@@ -103,6 +115,10 @@ func TestValidateAccepts(t *testing.T) {
 	f(strings.Replace(minimal, "{model: m,", "{model: m, fallback_on: [CONNECT, 4XX, 503, 400],", 1))
 	f(minimal + "pricing:\n  gpt-4o: {prompt_per_1m: 2.5, completion_per_1m: 10}\n")
 	f(minimal + "dedupe: {derive: off, derive_fields: [model, messages], enabled: false}\n")
+	// kind anthropic with its defaults, and with every key written out.
+	f(strings.Replace(minimal, "{base_url: \"http://127.0.0.1:1/v1\"}", "{kind: anthropic, base_url: \"https://api.anthropic.com\"}", 1))
+	f(strings.Replace(minimal, "{base_url: \"http://127.0.0.1:1/v1\"}", "{kind: anthropic, base_url: \"https://api.anthropic.com\", anthropic_version: \"2024-10-22\", default_max_tokens: 1024}", 1))
+	f(strings.Replace(minimal, "{base_url:", "{kind: openai, base_url:", 1))
 	// YAML anchors and merge keys are followed like plain mappings.
 	f(strings.Replace(minimal, "  p: {", "  base: &base {timeout: 5s, base_url: \"http://127.0.0.1:2\"}\n  q: {<<: *base}\n  p: {", 1) + "  - {model: n, targets: [{provider: q}, {provider: base}]}\n")
 }
@@ -144,6 +160,9 @@ func TestWarnings(t *testing.T) {
 	f(strings.Replace(keyed, "https://h/v1", "http://h/v1", 1),
 		"providers.p.base_url uses http: the api key is sent unencrypted")
 	f(strings.Replace(keyed, "https://h/v1", "http://127.0.0.1:9/v1", 1))
+	f(strings.Replace(keyed, "{base_url: \"https://h/v1\"", "{kind: anthropic, base_url: \"https://h/v1/\"", 1),
+		"providers.p.base_url ends in /v1: kind anthropic calls {base_url}/v1/messages, so requests go to .../v1/v1/messages")
+	f(strings.Replace(keyed, "{base_url: \"https://h/v1\"", "{kind: anthropic, base_url: \"https://h\"", 1))
 	f(strings.Replace(keyed, "api_key: sk}", "api_key: sk, timeout: 10s, first_byte_timeout: 30s}", 1),
 		"providers.p.first_byte_timeout (30s) exceeds timeout (10s): timeout applies first")
 	f(keyed+"dedupe: {wait_timeout: 1h}\n",

@@ -142,3 +142,72 @@ routes:
 		t.Fatalf("check does not print the effective listen:\n%s", out.String())
 	}
 }
+
+// Acceptance (issue 12, #2): check accepts kind anthropic with its keys,
+// prints them with the defaults filled in, and rejects their mistakes
+// with line numbers.
+func TestCheckAnthropicProviders(t *testing.T) {
+	good := writeConfigFile(t, `auth: {mode: none}
+providers:
+  claude:
+    kind: anthropic
+    base_url: https://api.anthropic.com
+    api_key: sk-ant-secret-1
+  claude-pinned:
+    kind: anthropic
+    base_url: https://api.anthropic.com
+    api_key: sk-ant-secret-2
+    anthropic_version: "2024-10-22"
+    default_max_tokens: 1024
+  openai: {base_url: "https://api.openai.com/v1", api_key: sk-openai-secret}
+routes:
+  - model: writer
+    targets: [{provider: claude, model: claude-sonnet-4-5}, {provider: claude-pinned}, {provider: openai, model: gpt-4o-mini}]
+store: {kind: embedded, path: ./gw.db}
+`)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "-config", good}, &out, &errOut); code != 0 {
+		t.Fatalf("check exit code = %d, want 0\nstderr: %s", code, errOut.String())
+	}
+	for _, want := range []string{"kind: anthropic", `anthropic_version: "2023-06-01"`, "default_max_tokens: 4096", `anthropic_version: "2024-10-22"`, "default_max_tokens: 1024"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printed config lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String()+errOut.String(), "sk-ant-secret") {
+		t.Errorf("check printed an anthropic key:\n%s%s", out.String(), errOut.String())
+	}
+
+	bad := writeConfigFile(t, `auth: {mode: none}
+providers:
+  claude:
+    kind: anthropic
+    base_url: https://api.anthropic.com
+    anthropic_version: june
+    default_max_tokens: -1
+  openai:
+    kind: openai
+    base_url: "https://api.openai.com/v1"
+    default_max_tokens: 100
+  other: {kind: antropic, base_url: "https://h"}
+routes:
+  - model: writer
+    targets: [{provider: claude}, {provider: openai}, {provider: other}]
+store: {kind: embedded, path: ./gw.db}
+`)
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"check", "-config", bad}, &out, &errOut); code != 1 {
+		t.Fatalf("check exit code = %d, want 1\nstdout: %s\nstderr: %s", code, out.String(), errOut.String())
+	}
+	for _, want := range []string{
+		bad + `:6: providers.claude.anthropic_version: must be a date such as 2023-06-01, got "june"`,
+		bad + `:7: providers.claude.default_max_tokens: must be a positive number, got -1`,
+		bad + `:11: providers.openai.default_max_tokens: is only for kind anthropic (kind is openai)`,
+		bad + `:12: providers.other.kind: must be one of openai, anthropic, got "antropic"`,
+	} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, errOut.String())
+		}
+	}
+}
