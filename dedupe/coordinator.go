@@ -55,6 +55,8 @@ type Coordinator struct {
 	leaders sync.WaitGroup
 	// redis knows whether Redis answers; nil with lock.kind local.
 	redis *redisHealth
+	// served counts replays and joins until FlushServed (served.go).
+	served servedCounts
 }
 
 // redisSkipped reports whether Redis is down: requests then go straight
@@ -240,6 +242,7 @@ func (c *Coordinator) Begin(ctx context.Context, r Request) (*Ticket, error) {
 	switch {
 	case t != nil:
 		c.count(t.Decision)
+		c.served.add(t.Task, t.Decision)
 	case DecisionOf(err) != DecisionNone:
 		c.count(DecisionOf(err))
 	}

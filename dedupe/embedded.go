@@ -37,6 +37,8 @@ const (
 // the local clock (time.Now) for leases and expiry.
 type Embedded struct {
 	db *bolt.DB
+	// scanBudget is listScanBudget (tests lower it).
+	scanBudget int
 }
 
 var _ Store = (*Embedded)(nil)
@@ -56,12 +58,12 @@ func OpenEmbedded(path string) (*Embedded, error) {
 		return nil, fmt.Errorf("cannot open store file %q: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range []string{bucketTasks, bucketAttempts, bucketExpiry, bucketProcessing} {
+		for _, name := range []string{bucketTasks, bucketAttempts, bucketExpiry, bucketProcessing, bucketCreated, bucketServed} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return fmt.Errorf("cannot create bucket %q: %w", name, err)
 			}
 		}
-		return nil
+		return backfillCreated(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -70,7 +72,7 @@ func OpenEmbedded(path string) (*Embedded, error) {
 	// Concurrent writes share one transaction and one fsync (db.Batch);
 	// the short delay bounds what a lone request waits for company.
 	db.MaxBatchDelay = time.Millisecond
-	return &Embedded{db: db}, nil
+	return &Embedded{db: db, scanBudget: listScanBudget}, nil
 }
 
 // boltTaskKey is the key of a task in bucketTasks. Key hashes are hex, so the
@@ -151,6 +153,9 @@ func (e embeddedTx) put(key []byte, old *Task, t Task) error {
 		err = e.expiry.Put(expiryKey(t.ExpiresAt, key), nil)
 	}
 	if err != nil {
+		return err
+	}
+	if err := e.indexCreated(key, old, t); err != nil {
 		return err
 	}
 	v, err := json.Marshal(t)
@@ -566,6 +571,9 @@ func (s *Embedded) DeleteExpired(ctx context.Context, limit int) (int, error) {
 		for _, ik := range keys {
 			key := ik[8:]
 			if err := e.expiry.Delete(ik); err != nil {
+				return err
+			}
+			if err := e.unlist(key); err != nil {
 				return err
 			}
 			if err := e.tasks.Delete(key); err != nil {

@@ -42,14 +42,23 @@ func (c *Coordinator) Reap(ctx context.Context) (reclaimed, expired int, err err
 }
 
 // RunReaper runs Reap every interval until ctx is done; report receives
-// each pass's result (for the log).
+// each pass's result (for the log). It also writes the replays and joins
+// counted since its last flush every few seconds (FlushServed); a failed
+// flush is reported as a failed pass.
 func (c *Coordinator) RunReaper(ctx context.Context, interval time.Duration, report func(reclaimed, expired int, err error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	flush := time.NewTicker(servedFlushInterval)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-flush.C:
+			if err := c.FlushServed(ctx); err != nil && report != nil {
+				report(0, 0, err)
+			}
+			continue
 		case <-t.C:
 		}
 		r, e, err := c.Reap(ctx)

@@ -207,6 +207,14 @@ type Store interface {
 	StartAttempt(ctx context.Context, tenant, keyHash string, fence int64, s AttemptStart) error
 	// Get returns the task and its attempts in order, or ErrNotFound.
 	Get(ctx context.Context, tenant, keyHash string) (Task, []Attempt, error)
+	// List returns a page of task summaries, newest first (list.go), or
+	// ErrBadCursor.
+	List(ctx context.Context, q ListQuery) (ListPage, error)
+	// AddServed adds replay and join counts to the generations of tasks
+	// they name; a count of a generation that is gone is dropped.
+	AddServed(ctx context.Context, counts []ServedCount) error
+	// Served returns the counts of the current generation of a task.
+	Served(ctx context.Context, tenant, keyHash string) (Served, error)
 	// ReclaimZombies fails up to limit processing tasks whose lease ran
 	// out or which outlived maxProcessing, bumping their fence so the old
 	// worker's late writes are refused, and marks their started attempts

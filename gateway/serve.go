@@ -261,6 +261,12 @@ func (a *app) shutdown(ctx context.Context) error {
 		a.stopReaper()
 		<-a.reaperDone
 	}
+	if a.coord != nil {
+		// The replays and joins counted since the reaper's last flush.
+		if ferr := a.coord.FlushServed(ctx); ferr != nil {
+			a.log.Warn("cannot record the last replay and join counts", "error", ferr.Error())
+		}
+	}
 	a.close()
 	return err
 }

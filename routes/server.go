@@ -177,6 +177,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, c *call) handlerFunc {
 		s.pprof(ctx, c)
 		return nil
 	}
+	if path == adminTaskListPath {
+		if !ctx.IsGet() {
+			return methodNotAllowed("GET")
+		}
+		return s.adminTaskList
+	}
 	if path == adminUpstreamsPath {
 		if !ctx.IsGet() {
 			return methodNotAllowed("GET")
