@@ -75,7 +75,7 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 			Message: "the model " + strconv.Quote(model) + " does not exist on this gateway"}
 	}
 	c.route = p.chain.Route.Model
-	p.plan = p.chain.Plan(model)
+	p.plan = p.chain.Plan(p.path, model)
 	if err := s.decideKey(ctx, c, p); err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package upstreams
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -119,12 +118,12 @@ type attempt struct {
 	chain  *Chain
 	target Target
 	res    *Result
-	idx    int    // its record in res.Attempts
-	model  string // the model sent upstream
-	label  string // the model metric label: the target's configured model, else the route's
-	body   []byte // the client's body with model rewritten for the target
-	status int    // the upstream HTTP status, once one answered
-	ledger Ledger // nil: attempts are not recorded as they happen
+	idx    int      // its record in res.Attempts
+	model  string   // the model sent upstream
+	label  string   // the model metric label: the target's configured model, else the route's
+	pr     prepared // the request as sent to the target, and how its answer comes back
+	status int      // the upstream HTTP status, once one answered
+	ledger Ledger   // nil: attempts are not recorded as they happen
 	// decision is the breaker's leave to call; the attempt's end is
 	// reported under it, unless ctx (the request's) ended first: a call
 	// the gateway cut says nothing about the target.
@@ -147,11 +146,8 @@ type Ledger interface {
 // try is one attempt's life: send to the target, wait for the first byte,
 // then hand the answer to res, or record why there is none. next reports
 // that the chain should go on to its next target, with e the failure.
-func (c *Chain) try(ctx context.Context, t Target, d breaker.Decision, req Request, res *Result) (next bool, e *Error) {
-	a, e := c.newAttempt(t, req, res)
-	if e != nil {
-		return false, e
-	}
+func (c *Chain) try(ctx context.Context, t Target, d breaker.Decision, pr prepared, req Request, res *Result) (next bool, e *Error) {
+	a := c.newAttempt(t, pr, req, res)
 	a.decision, a.ctx = d, ctx
 	if a.ledger != nil {
 		if err := a.ledger.Start(*a.record()); err != nil {
@@ -159,7 +155,7 @@ func (c *Chain) try(ctx context.Context, t Target, d breaker.Decision, req Reque
 			return false, &Error{Provider: t.Provider.Name, Err: fmt.Errorf("%w: %w", ErrNotRecorded, err)}
 		}
 	}
-	rep, e := t.Provider.do(ctx, Call{Path: req.Path, Body: a.body, Stream: req.Stream, IdempotencyKey: req.IdempotencyKey}, a.record().Start)
+	rep, e := t.Provider.do(ctx, Call{Path: pr.path, Body: pr.body, Stream: req.Stream, IdempotencyKey: req.IdempotencyKey}, a.record().Start)
 	if e != nil {
 		return a.failed(e)
 	}
@@ -168,32 +164,25 @@ func (c *Chain) try(ctx context.Context, t Target, d breaker.Decision, req Reque
 	a.status = rep.status
 	a.record().TTFB = rep.ttfb
 	if req.Stream && isEventStream(rep.contentType) {
-		res.Stream = &Stream{br: rep.body, release: rep.release, finish: a.finish, provider: t.Provider.Name, needsDone: true}
+		res.Stream = &Stream{br: rep.body, release: rep.release, finish: a.finish, provider: t.Provider.Name, needsDone: true,
+			anthropic: t.Provider.dialect == DialectAnthropic, tr: pr.streamTranslator(req.Body)}
+		if pr.conv != passThrough {
+			res.ContentType = "text/event-stream"
+		}
 		return false, nil
 	}
 	return false, a.readBody(rep)
 }
 
-// newAttempt rewrites the body for t and opens the attempt's record.
-func (c *Chain) newAttempt(t Target, req Request, res *Result) (*attempt, *Error) {
-	a := &attempt{chain: c, target: t, res: res, model: req.Model, label: t.Model, body: req.Body, ledger: req.Ledger}
-	if t.Model != "" {
-		// json.Marshal, not strconv.Quote: Go's \x escapes are not JSON.
-		quoted, err := json.Marshal(t.Model)
-		if err == nil {
-			a.body, err = ReplaceField(req.Body, "model", quoted)
-		}
-		if err != nil {
-			return nil, &Error{Provider: t.Provider.Name, Err: fmt.Errorf("cannot rewrite model: %w", err)}
-		}
-		a.model = t.Model
-	}
+// newAttempt opens the record of an attempt of t with the request pr.
+func (c *Chain) newAttempt(t Target, pr prepared, req Request, res *Result) *attempt {
+	a := &attempt{chain: c, target: t, res: res, model: pr.model, label: t.Model, pr: pr, ledger: req.Ledger}
 	if a.label == "" {
 		a.label = c.Route.Model
 	}
 	a.idx = len(res.Attempts)
 	res.Attempts = append(res.Attempts, Attempt{Provider: t.Provider.Name, Model: a.model, Outcome: OutcomeStarted, Start: time.Now()})
-	return a, nil
+	return a
 }
 
 // skipped records a target that is not called (its breaker is open, its
@@ -242,7 +231,7 @@ func (a *attempt) failed(e *Error) (next bool, _ *Error) {
 	if e.Status != 0 {
 		res := a.res
 		res.Provider, res.Model = a.target.Provider.Name, a.model
-		res.Status, res.ContentType, res.Body = e.Status, "application/json", e.Body
+		res.Status, res.ContentType, res.Body = e.Status, "application/json", a.pr.errorBody(e.Status, e.Body)
 		return false, nil
 	}
 	return false, e
@@ -264,9 +253,19 @@ func (a *attempt) readBody(rep *reply) *Error {
 		// The upstream answered: assume it did the work, never retry elsewhere.
 		return e
 	}
-	a.res.Body = b
-	a.res.Usage, _ = ParseUsage(b)
-	a.finish(nil, a.res.Usage)
+	out, u, err := a.pr.answer(a.target.Provider, b)
+	if err != nil {
+		// The upstream answered, and was paid, but not in a shape that
+		// translates: the attempt failed like a cut answer.
+		e := &Error{Provider: a.target.Provider.Name, Status: rep.status, Err: fmt.Errorf("cannot translate the answer: %w", err)}
+		a.finish(e, u)
+		return e
+	}
+	if a.pr.conv != passThrough {
+		a.res.ContentType = "application/json"
+	}
+	a.res.Body, a.res.Usage = out, u
+	a.finish(nil, u)
 	return nil
 }
 

@@ -2,11 +2,13 @@ package upstreams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/idemgw/gateway/upstreams/breaker"
+	"github.com/idemgw/gateway/upstreams/dialect"
 )
 
 // pass is one request's way through a chain (DESIGN.md section 7): the
@@ -28,6 +30,10 @@ type pass struct {
 	open     []breaker.Decision
 	openT    []Target
 	unusable []string // why the other skipped targets cannot be called
+	// refused is why a target could not be sent the request in its
+	// dialect (a feature the other API lacks): the client's to fix, so
+	// when no target was called it is the answer (a 400).
+	refused error
 	// prev is the provider reached last, for gateway_fallbacks_total.
 	prev string
 }
@@ -44,7 +50,7 @@ func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
 	pl := req.Plan
 	recorded := len(pl.Order) == len(c.Targets)
 	if !recorded {
-		pl = c.Plan(req.Model)
+		pl = c.Plan(req.Path, req.Model)
 	}
 	for k, s := range pl.skips {
 		if done, err := p.planned(s, pl.Skipped[k], recorded); done {
@@ -61,8 +67,13 @@ func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
 			// Every callable target is open: the gateway never fails a
 			// request without trying, so the one that closes first is
 			// called anyway, as its probe.
+			t := p.openT[k]
+			pr, err := c.prepare(t, req)
+			if err != nil {
+				return p.res, p.unprepared(t, err)
+			}
 			d := c.breaker.Force(ctx, p.open[k])
-			if done, err := p.call(p.openT[k], d); done {
+			if done, err := p.call(t, d, pr); done {
 				return p.res, err
 			}
 		} else if p.last == nil {
@@ -84,9 +95,27 @@ func (p *pass) target(t Target) (done bool, err error) {
 		return true, p.stopped()
 	}
 	p.reach(t)
+	if _, ok := t.Provider.serves(p.req.Path); !ok {
+		reason := t.Provider.cannotServe(p.req.Path)
+		p.unusable = append(p.unusable, reason)
+		return p.skip(t, reason)
+	}
 	if !t.Provider.hasKey() {
 		reason := fmt.Sprintf("provider %q has no api_key configured", t.Provider.Name)
 		p.unusable = append(p.unusable, reason)
+		return p.skip(t, reason)
+	}
+	pr, err := p.c.prepare(t, p.req)
+	if err != nil {
+		var re *dialect.RequestError
+		if !errors.As(err, &re) {
+			return true, p.unprepared(t, err)
+		}
+		reason := fmt.Sprintf("cannot translate the request for provider %q (kind %s): %s", t.Provider.Name, t.Provider.kind, re.Error())
+		p.unusable = append(p.unusable, reason)
+		if p.refused == nil {
+			p.refused = re
+		}
 		return p.skip(t, reason)
 	}
 	d := p.c.breaker.Allow(p.ctx, t.key)
@@ -94,7 +123,13 @@ func (p *pass) target(t Target) (done bool, err error) {
 		p.open, p.openT = append(p.open, d), append(p.openT, t)
 		return p.skip(t, d.String())
 	}
-	return p.call(t, d)
+	return p.call(t, d, pr)
+}
+
+// unprepared is the error of a request that could not be made ready for
+// t; a translation refusal is the client's (a *dialect.RequestError).
+func (p *pass) unprepared(t Target, err error) error {
+	return &Error{Provider: t.Provider.Name, Err: err}
 }
 
 // reach counts the move to t from the target reached before it.
@@ -136,7 +171,7 @@ func (p *pass) skip(t Target, reason string) (done bool, err error) {
 // call calls t under decision d, then retries it while its failures allow
 // (retries: connect, 429 and 5xx, before any byte reached the client, each
 // retry its own attempt within the budget).
-func (p *pass) call(t Target, d breaker.Decision) (done bool, err error) {
+func (p *pass) call(t Target, d breaker.Decision, pr prepared) (done bool, err error) {
 	r := t.Provider.resilience
 	for n := 0; ; n++ {
 		if p.left <= 0 {
@@ -147,7 +182,7 @@ func (p *pass) call(t Target, d breaker.Decision) (done bool, err error) {
 		}
 		p.left--
 		p.calls++
-		next, e := p.c.try(p.ctx, t, d, p.req, p.res)
+		next, e := p.c.try(p.ctx, t, d, pr, p.req, p.res)
 		if !next {
 			if e != nil {
 				return true, e
@@ -211,6 +246,11 @@ func (p *pass) stopped() error {
 // noUsableTarget is the error of a route none of whose targets can be
 // called for a reason that no retry changes.
 func (p *pass) noUsableTarget() error {
+	if p.refused != nil {
+		// At least one target was left out for the request's own sake:
+		// the client must change it, so it hears why (a 400).
+		return &Error{Err: fmt.Errorf("%w: %w (%s)", ErrNoUsableTarget, p.refused, strings.Join(p.unusable, "; "))}
+	}
 	return &Error{Err: fmt.Errorf("%w: %s", ErrNoUsableTarget, strings.Join(p.unusable, "; "))}
 }
 

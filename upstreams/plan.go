@@ -27,7 +27,8 @@ type Plan struct {
 }
 
 // plannedSkip is why Plan skips a target: its breaker's decision, or a
-// reason that is not the breaker's (no api_key).
+// reason that is not the breaker's (no api_key, a kind that cannot serve
+// the endpoint).
 type plannedSkip struct {
 	t        Target
 	d        breaker.Decision
@@ -45,13 +46,18 @@ func (c *Chain) order() []int {
 
 // Plan draws a request's order and reads, from this node's copy of the
 // breakers (no Redis, no probe taken), which leading targets it skips.
+// path is the client's, whose endpoint a target's kind may not serve;
 // model is the client's model, sent to pass-through targets. The breakers
 // may change before Do runs: Do then records what it does instead, at the
 // cost of a ledger write.
-func (c *Chain) Plan(model string) Plan {
+func (c *Chain) Plan(path, model string) Plan {
 	pl := Plan{Order: c.order()}
 	for _, i := range pl.Order {
 		t := c.Targets[i]
+		if _, ok := t.Provider.serves(path); !ok {
+			pl.skip(t, breaker.Decision{}, t.Provider.cannotServe(path), model)
+			continue
+		}
 		if !t.Provider.hasKey() {
 			pl.skip(t, breaker.Decision{}, fmt.Sprintf("provider %q has no api_key configured", t.Provider.Name), model)
 			continue

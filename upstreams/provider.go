@@ -24,12 +24,17 @@ const maxErrorBody = 64 << 10
 // maxResponseBody caps a non-stream upstream body.
 const maxResponseBody = 64 << 20
 
-// Provider is a client of one OpenAI-compatible API, reusing connections
-// through a fasthttp.HostClient.
+// Provider is a client of one upstream API, OpenAI-compatible or
+// Anthropic's (its kind), reusing connections through a
+// fasthttp.HostClient.
 type Provider struct {
 	Name             string
+	kind             config.ProviderKind
+	dialect          Dialect
 	apiKey           string
 	basePath         string
+	anthropicVersion string
+	defaultMaxTokens int
 	timeout          time.Duration
 	firstByteTimeout time.Duration
 	// resilience is the provider's effective resilience block (retries,
@@ -53,8 +58,16 @@ func NewProvider(p *config.Provider) (*Provider, error) {
 			addr = net.JoinHostPort(u.Hostname(), "80")
 		}
 	}
+	version := p.AnthropicVersion
+	if version == "" {
+		version = config.DefaultAnthropicVersion
+	}
 	return &Provider{
 		Name:             p.Name,
+		kind:             p.Kind,
+		dialect:          dialectOfKind(p.Kind),
+		anthropicVersion: version,
+		defaultMaxTokens: p.DefaultMaxTokens,
 		apiKey:           p.APIKey,
 		basePath:         strings.TrimSuffix(u.Path, "/"),
 		timeout:          p.Timeout,
@@ -78,8 +91,9 @@ func NewProvider(p *config.Provider) (*Provider, error) {
 
 // Call is one request to a provider.
 type Call struct {
-	// Path is the client's path, e.g. /v1/chat/completions; the /v1 prefix
-	// is replaced by the provider's base path.
+	// Path is the upstream path, e.g. /v1/chat/completions; for kind
+	// openai the /v1 prefix is replaced by the provider's base path, kind
+	// anthropic appends it whole to its base URL.
 	Path           string
 	Body           []byte
 	Stream         bool
@@ -137,14 +151,23 @@ func (p *Provider) newExchange(c Call, start time.Time) *exchange {
 		x.firstByteBy = x.deadline
 	}
 	req := x.req
-	req.SetRequestURI(p.basePath + strings.TrimPrefix(c.Path, "/v1"))
+	if p.dialect == DialectAnthropic {
+		req.SetRequestURI(p.basePath + c.Path)
+	} else {
+		req.SetRequestURI(p.basePath + strings.TrimPrefix(c.Path, "/v1"))
+	}
 	req.Header.SetHost(p.client.Addr)
 	if p.client.IsTLS {
 		req.URI().SetScheme("https")
 	}
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
-	req.Header.Set("Authorization", "Bearer "+p.apiKey)
+	if p.dialect == DialectAnthropic {
+		req.Header.Set("x-api-key", p.apiKey)
+		req.Header.Set("anthropic-version", p.anthropicVersion)
+	} else {
+		req.Header.Set("Authorization", "Bearer "+p.apiKey)
+	}
 	if c.Stream {
 		req.Header.Set("Accept", "text/event-stream")
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/idemgw/gateway/upstreams/dialect"
 )
 
 // maxEventBytes caps one SSE event, so a broken upstream cannot make the
@@ -26,15 +28,48 @@ type Stream struct {
 	// means the stream was cut, even when the connection closed cleanly.
 	needsDone bool
 	sawDone   bool
-	usage     Usage
-	ended     bool
-	buf       bytes.Buffer
+	// anthropic: the upstream speaks Anthropic's stream, which ends with
+	// message_stop (no [DONE]) and counts usage its own way.
+	anthropic bool
+	// tr, when set, translates the upstream's events into the client's
+	// dialect (DESIGN.md section 7); pending holds those not yet returned.
+	tr      translator
+	pending [][]byte
+	usage   Usage
+	ended   bool
+	buf     bytes.Buffer
 }
 
-// Next returns the next SSE event without the blank line that ends it.
-// It returns io.EOF after a clean end, and an *Error when the upstream
-// cut the stream or timed out.
+// Next returns the next SSE event without the blank line that ends it,
+// in the client's dialect. It returns io.EOF after a clean end, and an
+// *Error when the upstream cut the stream, timed out, reported an error
+// or sent an event that does not translate.
 func (s *Stream) Next() ([]byte, error) {
+	for {
+		if len(s.pending) > 0 {
+			ev := s.pending[0]
+			s.pending = s.pending[1:]
+			return ev, nil
+		}
+		ev, err := s.read()
+		if err != nil || s.tr == nil {
+			return ev, err
+		}
+		out, terr := s.tr.Translate(ev)
+		prompt, completion := s.tr.Usage()
+		s.usage = Usage{PromptTokens: prompt, CompletionTokens: completion}
+		if terr != nil {
+			// One error event ends the client's stream, written by the
+			// caller in the client's dialect, as for a cut stream.
+			return nil, s.end(&Error{Provider: s.provider, Err: fmt.Errorf("cannot relay the stream: %w", terr)})
+		}
+		s.sawDone = s.tr.Done()
+		s.pending = out
+	}
+}
+
+// read returns the next upstream event as it came.
+func (s *Stream) read() ([]byte, error) {
 	if s.ended {
 		return nil, io.EOF
 	}
@@ -50,7 +85,7 @@ func (s *Stream) Next() ([]byte, error) {
 				if s.buf.Len() == 0 {
 					continue // stray separators between events
 				}
-				return s.event(), nil
+				return s.event()
 			}
 			if s.buf.Len()+len(line) > maxEventBytes {
 				return nil, s.end(&Error{Provider: s.provider, Err: fmt.Errorf("cannot relay event over %d bytes", maxEventBytes)})
@@ -64,7 +99,7 @@ func (s *Stream) Next() ([]byte, error) {
 		case err == io.EOF:
 			if s.buf.Len() > 0 {
 				// A last event without its blank line: keep it, the end follows.
-				return s.event(), nil
+				return s.event()
 			}
 			if s.needsDone && !s.sawDone {
 				return nil, s.end(&Error{Provider: s.provider, Err: ErrStreamCut})
@@ -82,12 +117,21 @@ func (s *Stream) Next() ([]byte, error) {
 
 // event copies the buffered event without its final newline and notes
 // [DONE] and usage.
-func (s *Stream) event() []byte {
+func (s *Stream) event() ([]byte, error) {
 	ev := bytes.Clone(bytes.TrimRight(s.buf.Bytes(), "\r\n"))
+	if s.tr != nil {
+		return ev, nil // the translator reads ends and usage
+	}
 	data := SSEData(ev)
+	if s.anthropic {
+		if err := s.anthropicEvent(data); err != nil {
+			return nil, err
+		}
+		return ev, nil
+	}
 	if bytes.Equal(data, doneData) {
 		s.sawDone = true
-		return ev
+		return ev, nil
 	}
 	if isTerminalResponseEvent(data) {
 		s.sawDone = true
@@ -95,7 +139,30 @@ func (s *Stream) event() []byte {
 	if u, ok := ParseUsage(data); ok {
 		s.usage = u
 	}
-	return ev
+	return ev, nil
+}
+
+// anthropicEvent notes the end and the usage of an Anthropic event
+// relayed as it is. An error event (overloaded mid-stream) ends the
+// attempt as failed, so that it is neither recorded as complete nor
+// replayed; the caller ends the client's stream with its error event.
+func (s *Stream) anthropicEvent(data []byte) error {
+	end, failed := anthropicEnd(data)
+	if failed {
+		return s.end(&Error{Provider: s.provider, Err: fmt.Errorf("%w: %s", dialect.ErrStreamFailed, anthropicErrorMessage(data))})
+	}
+	s.sawDone = s.sawDone || end
+	// message_start carries the prompt side, message_delta the final
+	// output count: keep the last non-zero of each.
+	if prompt, completion, ok := dialect.MessagesUsage(data); ok {
+		if prompt > 0 {
+			s.usage.PromptTokens = prompt
+		}
+		if completion > 0 {
+			s.usage.CompletionTokens = completion
+		}
+	}
+	return nil
 }
 
 // end finishes the attempt once and releases the connection.
