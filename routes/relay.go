@@ -53,9 +53,24 @@ func (s *Server) lead(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 		return nil
 	}
 	if err := t.Complete(context.Background(), dedupe.Response{Status: res.Status, ContentType: res.ContentType, Body: res.Body}, c.usage); err != nil {
-		c.err = fmt.Errorf("cannot record the completed task: %w", err)
+		return notRecorded(err, len(res.Attempts))
 	}
 	return nil
+}
+
+// notRecorded is the answer of a leader whose Complete failed: the store
+// stayed down past the final write's budget, or the task was taken over
+// (the lease ran out while the store was unreachable). The client must
+// not keep an answer the record does not hold, since its retry would get
+// another one (the take-over's, or a new call's): two different answers
+// for one key. The call was paid; the retry replays whatever the record
+// holds, or pays again (README "Guarantees"). Found by the chaos run.
+func notRecorded(err error, attempts int) *APIError {
+	e := &APIError{Status: 503, Type: "api_error", Code: "answer_not_recorded",
+		Message: "the upstream answered, but the answer could not be recorded; retry with the same Idempotency-Key",
+		Cause:   fmt.Errorf("cannot record the completed task: %w", err), Headers: retryHeaders(1000)}
+	e.Headers["X-Gateway-Attempts"] = strconv.Itoa(attempts)
+	return e
 }
 
 func setUpstreamHeaders(ctx *fasthttp.RequestCtx, res *upstreams.Result) {

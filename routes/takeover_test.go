@@ -1,0 +1,55 @@
+package routes_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/idemgw/gateway/upstreams/upstreamtest"
+)
+
+// takeOverMidCall waits until the leader's call for key reached the fake,
+// then fails its task in the store as the reaper does with a leader whose
+// lease ran out (a store outage longer than the lease, in the chaos run),
+// bumping the fence: the leader's Complete is refused from then on.
+func takeOverMidCall(t *testing.T, g *testGW, key string) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for g.fake.CallsForKey(key) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the leader's call never reached the fake")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	rec, err := g.store.ReclaimZombies(ctx, time.Nanosecond, 10)
+	if err != nil || rec.Tasks != 1 {
+		t.Fatalf("reclaim: %+v, %v; want the one running task", rec, err)
+	}
+}
+
+// Issue 13 (chaos run): a leader whose task was taken over while its
+// upstream answered must not hand that answer to its client, which would
+// then hold an answer the record does not: its retry got the take-over's
+// answer, a second, different success for one key. It answers 503
+// answer_not_recorded, and the retry's answer is the key's only one.
+func TestTakenOverLeaderKeepsItsAnswer(t *testing.T) {
+	g := startGW(t, gwOptions{})
+	g.fake.SetSequence("m", upstreamtest.Behavior{FirstByteDelay: 300 * time.Millisecond}, upstreamtest.Behavior{})
+	body := chat("m", "taken over", false)
+	got := make(chan *answer, 1)
+	go func() { got <- g.post(body, "Idempotency-Key", "lost-1") }()
+	takeOverMidCall(t, g, "lost-1")
+	a := <-got
+	wantError(t, a, 503, "api_error", "answer_not_recorded", "")
+	wantHeader(t, a, "x-should-retry", "true")
+
+	retry := g.post(body, "Idempotency-Key", "lost-1")
+	wantStatus(t, retry, 200)
+	again := g.post(body, "Idempotency-Key", "lost-1")
+	wantHeader(t, again, "Idempotent-Replayed", "true")
+	if string(again.body) != string(retry.body) {
+		t.Fatalf("replay %s differs from the recorded answer %s", again.body, retry.body)
+	}
+}
