@@ -127,12 +127,17 @@ func (t *Ticket) Publish(ev []byte) {
 	l := t.lead
 	ctx, cancel := l.c.ctx(context.Background())
 	defer cancel()
+	l.live(ctx, ev)
+	l.record(ctx, ev)
+}
+
+// live hands one event to the leader's client and to joiners.
+func (l *leader) live(ctx context.Context, ev []byte) {
 	_ = l.c.local.Append(ctx, l.name, LiveEvent{Data: ev})
 	if l.tooLarge {
 		// Not recordable, so not joinable: keep only what this node's
 		// readers still need.
 		l.c.local.Trim(l.name)
-		l.events++
 		return
 	}
 	if l.c.remote != nil && !l.remoteDown {
@@ -144,7 +149,14 @@ func (t *Ticket) Publish(ev []byte) {
 			l.c.redisFailed(err)
 		}
 	}
+}
+
+// record adds one event to the transcript that Complete stores.
+func (l *leader) record(ctx context.Context, ev []byte) {
 	l.events++
+	if l.tooLarge {
+		return
+	}
 	if len(l.transcript)+len(ev)+2 > l.c.opts.MaxRecordBytes {
 		l.tooLarge, l.transcript = true, nil
 		if l.c.remote != nil && !l.remoteDown {
@@ -168,7 +180,22 @@ func (t *Ticket) Follow(ctx context.Context, from int) (<-chan LiveEvent, func()
 // Complete stores the response and ends the task. For a stream, pass the
 // status and content type: the body is the published transcript.
 func (t *Ticket) Complete(ctx context.Context, resp Response, usage Usage) error {
+	return t.CompleteStream(ctx, resp, usage, nil)
+}
+
+// CompleteStream completes a stream whose last event, last, was held back
+// from Publish: it is recorded, stored, and only then handed to the
+// clients. A client that saw a stream end holds an answer the record
+// holds too; when the write fails (the store stayed down, or the task was
+// taken over), the stream ends with an error instead, so that the client
+// retries and gets the key's one answer (issue 13, found by the chaos run).
+func (t *Ticket) CompleteStream(ctx context.Context, resp Response, usage Usage, last []byte) error {
 	l := t.lead
+	lctx, cancel := l.c.ctx(context.Background())
+	defer cancel()
+	if last != nil {
+		l.record(lctx, last)
+	}
 	c := Completion{Response: resp, Usage: usage, TTL: l.c.opts.KeyTTL, Generation: l.generation, Attempt: l.ledger.last()}
 	if l.req.Stream && l.events > 0 {
 		c.Response.Body, c.TooLarge = l.transcript, l.tooLarge
@@ -178,8 +205,15 @@ func (t *Ticket) Complete(ctx context.Context, resp Response, usage Usage) error
 	err := l.write("complete", func(ctx context.Context) error {
 		return l.c.store.Complete(ctx, l.req.Tenant, l.req.KeyHash, l.fence, c)
 	})
+	if err != nil {
+		l.end("the answer could not be recorded: " + err.Error())
+		return err
+	}
+	if last != nil {
+		l.live(lctx, last)
+	}
 	l.end("")
-	return err
+	return nil
 }
 
 // finalWriteBudget bounds how long a leader retries storing its outcome.

@@ -158,10 +158,13 @@ func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *de
 	})
 }
 
-// pump reads the upstream stream to its end into the ticket.
+// pump reads the upstream stream to its end into the ticket. The final
+// event (data: [DONE]) is held back until the record holds the stream
+// (dedupe.Ticket.CompleteStream); every other one is relayed at once.
 func (s *Server) pump(c *call, t *dedupe.Ticket, res *upstreams.Result, cancel context.CancelFunc) {
 	defer cancel()
 	var cut error
+	var held []byte
 	for {
 		ev, err := res.Stream.Next()
 		if err == io.EOF {
@@ -171,15 +174,26 @@ func (s *Server) pump(c *call, t *dedupe.Ticket, res *upstreams.Result, cancel c
 			cut = err
 			break
 		}
+		if held != nil {
+			t.Publish(held) // an event after the final one: relay both
+			held = nil
+		}
+		if upstreams.IsFinalEvent(ev) {
+			held = ev
+			continue
+		}
 		t.Publish(ev)
 	}
 	c.usage = recordedUsage(res.Stream.Usage())
 	if cut != nil {
+		if held != nil {
+			t.Publish(held)
+		}
 		s.fail(t, cut.Error())
 		c.err = cut
 		return
 	}
-	if err := t.Complete(context.Background(), dedupe.Response{Status: res.Status, ContentType: res.ContentType}, c.usage); err != nil {
+	if err := t.CompleteStream(context.Background(), dedupe.Response{Status: res.Status, ContentType: res.ContentType}, c.usage, held); err != nil {
 		c.err = fmt.Errorf("cannot record the completed stream: %w", err)
 	}
 }

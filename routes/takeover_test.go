@@ -2,6 +2,7 @@ package routes_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,5 +52,37 @@ func TestTakenOverLeaderKeepsItsAnswer(t *testing.T) {
 	wantHeader(t, again, "Idempotent-Replayed", "true")
 	if string(again.body) != string(retry.body) {
 		t.Fatalf("replay %s differs from the recorded answer %s", again.body, retry.body)
+	}
+}
+
+// The same for a stream: its client has the events as they come, but not
+// the end. The leader holds its last event (data: [DONE]) until the
+// record holds the stream; taken over, it ends the stream with an error
+// event instead, so the client retries and gets the key's one answer.
+func TestTakenOverLeaderEndsItsStreamWithAnError(t *testing.T) {
+	g := startGW(t, gwOptions{})
+	g.fake.SetSequence("m", upstreamtest.Behavior{Chunks: 3, Interval: 150 * time.Millisecond}, upstreamtest.Behavior{Chunks: 3})
+	body := chat("m", "taken over", true)
+	s := g.stream(body, "Idempotency-Key", "lost-2")
+	wantStreamHeaders(t, s)
+	takeOverMidCall(t, g, "lost-2")
+	evs := s.all(t)
+	if len(evs) == 0 {
+		t.Fatal("no events")
+	}
+	for _, ev := range evs {
+		if strings.HasPrefix(ev, "data: [DONE]") {
+			t.Fatalf("the taken-over leader ended its stream cleanly: %q", evs)
+		}
+	}
+	wantStreamError(t, evs[len(evs)-1], "stream_interrupted")
+
+	retry := g.stream(body, "Idempotency-Key", "lost-2").all(t)
+	if !strings.HasPrefix(retry[len(retry)-1], "data: [DONE]") {
+		t.Fatalf("the retry did not end with [DONE]: %q", retry)
+	}
+	replay := g.stream(body, "Idempotency-Key", "lost-2").all(t)
+	if strings.Join(replay, "\n") != strings.Join(retry, "\n") {
+		t.Fatalf("replay %q differs from the recorded stream %q", replay, retry)
 	}
 }

@@ -195,6 +195,14 @@ var terminalTypes = [][]byte{
 	[]byte(`"type":"response.failed"`), []byte(`"type":"error"`),
 }
 
+// IsFinalEvent reports an event that ends a stream for the client (data:
+// [DONE], or a terminal Responses event): a recorded stream holds it back
+// until the record holds the stream (routes' pump).
+func IsFinalEvent(ev []byte) bool {
+	data := SSEData(ev)
+	return bytes.Equal(data, doneData) || isTerminalResponseEvent(data)
+}
+
 // isTerminalResponseEvent reports a Responses API event that ends its stream.
 func isTerminalResponseEvent(data []byte) bool {
 	head := data[:min(len(data), 64)] // "type" leads every Responses event

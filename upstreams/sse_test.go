@@ -187,3 +187,20 @@ func TestStreamUsageAndClose(t *testing.T) {
 		t.Fatalf("Next after Close = %v, want io.EOF", err)
 	}
 }
+
+// The events that end a stream for its client: what a recorded stream
+// holds back until its record is written.
+func TestIsFinalEvent(t *testing.T) {
+	f := func(ev string, want bool) {
+		t.Helper()
+		if got := IsFinalEvent([]byte(ev)); got != want {
+			t.Fatalf("IsFinalEvent(%q) = %v, want %v", ev, got, want)
+		}
+	}
+	f("data: [DONE]", true)
+	f("data:[DONE]", true)
+	f(`event: response.completed`+"\n"+`data: {"type":"response.completed","response":{}}`, true)
+	f(`data: {"type":"response.output_text.delta","delta":"hi"}`, false)
+	f(`data: {"id":"c1","choices":[{"delta":{"content":"[DONE]"}}]}`, false)
+	f(": keep-alive", false)
+}
