@@ -1,7 +1,7 @@
 # The two commands of the README: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test vet build demo bench bench-short
+.PHONY: run test vet build demo bench bench-short chaos
 
 # One shell line that execs the binary: the gateway is then make's direct
 # child, not behind go run, so a SIGHUP sent to its pid (logged at start-up)
@@ -29,3 +29,12 @@ bench:
 # A one-minute smoke run of the same suite; README.md is left alone.
 bench-short:
 	BENCH_SHORT=1 bash deploy/bench/run.sh
+
+# The chaos run (README "Guarantees"): three gateway processes on their own
+# Postgres and Redis, killed and restarted under load, then the invariant
+# checker; one summary line, non-zero exit on any violation. Six minutes
+# of faults by default (more than 100 of them); CI runs CHAOS_DURATION=100s.
+CHAOS_DURATION ?= 6m
+chaos:
+	$(GO) build -o bin/gateway ./gateway
+	$(GO) run ./deploy/chaos -gateway bin/gateway -duration $(CHAOS_DURATION)
