@@ -2,8 +2,8 @@ module github.com/idemgw/gateway
 
 go 1.26.8
 
-// Direct dependencies: the five named in STYLE.md, plus one embedded store
-// and two modules that only tests import.
+// Direct dependencies: the five named in STYLE.md, plus one embedded store,
+// the OpenTelemetry SDK, and modules that only tests import.
 require (
 	github.com/VictoriaMetrics/metrics v1.45.0
 	// Test only: gateway/deploy_test.go parses the dashboard's and the alert
@@ -18,13 +18,30 @@ require (
 	// The embedded store (store.kind: embedded, dedupe/embedded.go): a
 	// pure-Go single-file database, so one node runs without Postgres or cgo.
 	go.etcd.io/bbolt v1.5.0
+	// Tracing (routes/tracing, issue 16): the official OpenTelemetry SDK
+	// and its OTLP/HTTP exporter. Batching, sampling, W3C Trace Context and
+	// the OTLP protobuf encoding are what a collector expects; writing
+	// them by hand would be a protocol implementation of our own.
+	go.opentelemetry.io/otel v1.47.0
+	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp v1.47.0
+	go.opentelemetry.io/otel/sdk v1.47.0
+	go.opentelemetry.io/otel/trace v1.47.0
+	// Test only: gateway/tracing_test.go decodes the exported spans with
+	// the collector's protobuf types (they come with the exporter).
+	go.opentelemetry.io/proto/otlp v1.11.0
+	google.golang.org/protobuf v1.36.12
 	gopkg.in/yaml.v3 v3.0.1
 )
 
 // Indirect: what the modules above need; go mod tidy maintains this block.
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/coder/websocket v1.8.15 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
+	github.com/go-logr/stdr v1.2.2 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
@@ -39,8 +56,16 @@ require (
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	github.com/valyala/fastrand v1.1.0 // indirect
 	github.com/valyala/histogram v1.2.0 // indirect
+	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.47.0 // indirect
+	go.opentelemetry.io/otel/log v1.47.0 // indirect
+	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
+	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
+	google.golang.org/grpc v1.83.2 // indirect
 )

@@ -60,6 +60,9 @@ type Config struct {
 	// ListenTLS serves HTTPS on Listen when set (see listen_tls.go). Optional.
 	ListenTLS ListenTLS `yaml:"listen_tls"`
 
+	// Tracing exports OpenTelemetry spans (see tracing.go). Default off.
+	Tracing Tracing `yaml:"tracing"`
+
 	// Path is the file the config was loaded from (not a YAML key).
 	Path string `yaml:"-"`
 

@@ -626,6 +626,7 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 
 	setDefault(&c.Log.Level, DefaultLogLevel, absent("log.level"))
 	setDefault(&c.Log.Format, DefaultLogFormat, absent("log.format"))
+	setDefault(&c.Tracing.SampleRatio, DefaultSampleRatio, absent("tracing.sample_ratio"))
 
 	fillResilience(&c.Resilience, "resilience", DefaultResilience(), present)
 	for name, p := range c.Providers {

@@ -233,6 +233,7 @@ func TestParseDefaults(t *testing.T) {
 			Targets:    []Target{{Provider: "p", Weight: 1}},
 		}},
 		Resilience: DefaultResilience(),
+		Tracing:    Tracing{SampleRatio: 1},
 		Path:       "min.yaml",
 	}
 	cfg.lines = nil

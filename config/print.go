@@ -16,8 +16,8 @@ const redactedText = "<redacted>"
 
 // Redacted returns the resolved config (after env expansion and defaults) as
 // YAML, with every secret replaced by "<redacted>": client keys and their
-// hashes, the admin key, provider API keys, the Redis password and passwords
-// in URLs. `gateway check` prints it. c is not modified.
+// hashes, the admin key, provider API keys, the Redis password, passwords
+// in URLs and the values of tracing.headers. `gateway check` prints it. c is not modified.
 func (c *Config) Redacted() ([]byte, error) {
 	out := *c
 	out.lines = nil
@@ -52,6 +52,14 @@ func (c *Config) Redacted() ([]byte, error) {
 			out.Providers[name] = &cp
 		}
 	}
+
+	if c.Tracing.Headers != nil {
+		out.Tracing.Headers = make(map[string]string, len(c.Tracing.Headers))
+		for k, v := range c.Tracing.Headers {
+			out.Tracing.Headers[k] = redact(v)
+		}
+	}
+	out.Tracing.OTLPEndpoint = redactURL(c.Tracing.OTLPEndpoint)
 
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)

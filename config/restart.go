@@ -45,6 +45,10 @@ var restartOnly = []struct {
 	{"dedupe.reap_batch", func(c *Config) any { return c.Dedupe.ReapBatch }},
 	{"log.level", func(c *Config) any { return c.Log.Level }},
 	{"log.format", func(c *Config) any { return c.Log.Format }},
+	// The exporter and sampler are built once, at start-up.
+	{"tracing.otlp_endpoint", func(c *Config) any { return c.Tracing.OTLPEndpoint }},
+	{"tracing.sample_ratio", func(c *Config) any { return c.Tracing.SampleRatio }},
+	{"tracing.headers", func(c *Config) any { return c.Tracing.Headers }},
 }
 
 // RestartOnlyChanges returns the keys whose value differs between the

@@ -44,6 +44,8 @@ func TestRestartOnlyChanges(t *testing.T) {
 	f("", "lock: {kind: redis, redis: {addrs: [h:6379], master_name: mm, password: pw, db: 2, key_prefix: x}}\n",
 		"lock.kind", "lock.redis.addrs", "lock.redis.master_name", "lock.redis.password", "lock.redis.db", "lock.redis.key_prefix")
 	f("", "log: {level: debug, format: text}\n", "log.level", "log.format")
+	f("", "tracing: {otlp_endpoint: http://c:4318, sample_ratio: 0.5, headers: {K: v}}\n",
+		"tracing.otlp_endpoint", "tracing.sample_ratio", "tracing.headers")
 	// Both kinds at once: only the restart-only ones are named.
 	f("", "listen: 127.0.0.1:9000\ndedupe: {derive: off, lease: 5s}\n", "listen", "dedupe.lease")
 }

@@ -16,13 +16,17 @@ const MinSecretLen = 8
 
 // Secrets returns the secret values of the config, for a Scrubber: the
 // client keys (and the hashes given for them), the admin key, the provider
-// API keys, the Redis password and the record store URL's password.
+// API keys, the Redis password, the record store URL's password and the
+// values of tracing.headers.
 func (c *Config) Secrets() []string {
 	var s []string
 	for _, k := range c.Auth.Keys {
 		s = append(s, k.Key, k.SHA256)
 	}
 	s = append(s, c.Auth.AdminKey, c.Lock.Redis.Password)
+	for _, v := range c.Tracing.Headers {
+		s = append(s, v) // a hosted collector's API key
+	}
 	for _, p := range c.Providers {
 		if p != nil {
 			s = append(s, p.APIKey)

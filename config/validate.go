@@ -113,6 +113,7 @@ func (c *Config) validate(v *validator) {
 		v.errorf("shutdown_delay", "must not be negative, got %v", c.ShutdownDelay)
 	}
 	c.validateTLS(v)
+	c.validateTracing(v)
 	c.validateAuth(v)
 	c.validateStore(v)
 	c.validateDedupe(v)
@@ -356,6 +357,7 @@ func (c *Config) Warnings() []string {
 		w = append(w, "debug.pprof is on: /debug/pprof/ serves profiles to the admin key (profiling costs CPU while it runs)")
 	}
 	w = append(w, c.routeTimeWarnings()...)
+	w = append(w, c.tracingWarnings()...)
 	used := map[string]bool{}
 	for i, r := range c.Routes {
 		if r == nil {

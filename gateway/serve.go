@@ -25,6 +25,7 @@ import (
 	"github.com/idemgw/gateway/config"
 	"github.com/idemgw/gateway/dedupe"
 	"github.com/idemgw/gateway/routes"
+	"github.com/idemgw/gateway/routes/tracing"
 	"github.com/idemgw/gateway/upstreams"
 	"github.com/idemgw/gateway/upstreams/breaker"
 )
@@ -42,6 +43,7 @@ type app struct {
 	// a reload changes its settings, never its state.
 	breaker *breaker.Breaker
 	server  *routes.Server
+	tracer  *tracing.Tracer // nil: tracing off
 	http    *fasthttp.Server
 	set     *metrics.Set // the app's own series (reloads)
 
@@ -104,6 +106,11 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		rcancel()
 	}
 	a.server = routes.NewServer(st, a.coord, a.log, a.ready)
+	if a.tracer, err = tracing.New(cfg.Tracing, a.log); err != nil {
+		a.close()
+		return nil, err
+	}
+	a.server.Trace(a.tracer)
 	if a.redis != nil {
 		a.server.ShareLimits(a.redis, cfg.Lock.Redis.KeyPrefix)
 	}
@@ -266,6 +273,10 @@ func (a *app) shutdown(ctx context.Context) error {
 		if ferr := a.coord.FlushServed(ctx); ferr != nil {
 			a.log.Warn("cannot record the last replay and join counts", "error", ferr.Error())
 		}
+	}
+	// The spans of the last requests, within what is left of the bound.
+	if terr := a.tracer.Shutdown(ctx); terr != nil {
+		a.log.Warn("shutdown before every span was exported", "error", terr.Error())
 	}
 	a.close()
 	return err

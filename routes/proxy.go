@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -45,6 +46,7 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 	if len(body) > cfg.MaxBodyBytes {
 		return errorf(413, "request_too_large", "request body is %d bytes, over the limit of %d", len(body), cfg.MaxBodyBytes)
 	}
+	c.trace = s.tracer.StartRequest(&ctx.Request.Header, c.path, c.start)
 	p := &proxied{path: c.path, body: bytes.Clone(body)}
 	// One pass validates the body and reads model and stream.
 	in, err := upstreams.Inspect(p.body)
@@ -74,7 +76,8 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 		return &APIError{Status: 404, Type: "invalid_request_error", Code: "model_not_found", Param: "model",
 			Message: "the model " + strconv.Quote(model) + " does not exist on this gateway"}
 	}
-	c.route = p.chain.Route.Model
+	c.route, c.chain = p.chain.Route.Model, p.chain
+	c.trace.Model(model, c.route)
 	p.plan = p.chain.Plan(p.path, model)
 	if err := s.decideKey(ctx, c, p); err != nil {
 		return err
@@ -160,11 +163,14 @@ func (s *Server) decideKey(ctx *fasthttp.RequestCtx, c *call, p *proxied) error 
 
 // dedupe asks the coordinator what to do and does it.
 func (s *Server) dedupe(ctx *fasthttp.RequestCtx, c *call, p *proxied) error {
+	began := time.Now()
 	t, err := s.coord.Begin(context.Background(), p.req)
 	if err != nil {
 		c.dedupe = dedupe.DecisionOf(err)
+		c.trace.Decision(began, c.dedupe.String(), 0, err)
 		return s.refusal(err)
 	}
+	c.trace.Decision(began, t.Decision.String(), t.Task.Fence, t.StoreErr)
 	if t.StoreErr != nil {
 		// on_store_error: open: forwarded as if deduplication were off.
 		c.dedupe, c.err = t.Decision, t.StoreErr

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -23,9 +24,13 @@ func (s *Server) lead(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 	}
 	req := upstreamRequest(p)
 	req.Ledger = ledgerOf(t)
+	req.Tracer = c.trace.Tracer()
 	res, err := p.chain.Do(upCtx, req)
 	c.attempts, c.provider = len(res.Attempts), res.Provider
+	c.led = true
+	c.servedBy, c.servedModel = p.chain.Served(res)
 	if err == nil && res.Stream != nil {
+		p.chain.ObserveFirstToken(p.path, c.servedBy, c.servedModel, time.Since(c.start))
 		s.leadStream(ctx, c, p, t, res, cancel)
 		return nil
 	}

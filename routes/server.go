@@ -18,6 +18,7 @@ import (
 	"github.com/idemgw/gateway/config"
 	"github.com/idemgw/gateway/dedupe"
 	"github.com/idemgw/gateway/routes/limit"
+	"github.com/idemgw/gateway/routes/tracing"
 	"github.com/idemgw/gateway/upstreams"
 	"github.com/idemgw/gateway/upstreams/breaker"
 )
@@ -52,6 +53,7 @@ type Server struct {
 	now    func() time.Time
 	active atomic.Int64
 	limits *limit.Limiter
+	tracer *tracing.Tracer // nil: tracing off
 }
 
 // Readiness is what /readyz reports (DESIGN.md section 5).
@@ -84,6 +86,10 @@ func (s *Server) Swap(st *State) {
 	s.state.Store(st)
 }
 
+// Trace makes the server trace its API requests with t (nil: off). Call
+// it before serving.
+func (s *Server) Trace(t *tracing.Tracer) { s.tracer = t }
+
 // Metrics returns the request-level metric set.
 func (s *Server) Metrics() *metrics.Set { return s.set }
 
@@ -105,8 +111,16 @@ type call struct {
 	status    int
 	usage     dedupe.Usage
 	err       error
-	streaming bool       // the response is written later by a body stream writer
-	slot      limit.Slot // the client key's in-flight place, released by finish
+	streaming bool             // the response is written later by a body stream writer
+	slot      limit.Slot       // the client key's in-flight place, released by finish
+	trace     *tracing.Request // the request's span; nil when tracing is off
+	// chain is the route's chain once chosen; led is set once the chain
+	// was called, for the GenAI series of the served provider and model
+	// label (configuration values).
+	chain       *upstreams.Chain
+	led         bool
+	servedBy    string
+	servedModel string
 }
 
 type handlerFunc func(ctx *fasthttp.RequestCtx, c *call) error
@@ -258,6 +272,10 @@ func (c *call) finish() {
 	d := time.Since(c.start)
 	s.set.GetOrCreateCounter(`gateway_requests_total{route=` + strconv.Quote(c.route) + `,code="` + strconv.Itoa(c.status) + `"}`).Inc()
 	s.set.GetOrCreatePrometheusHistogram(`gateway_request_duration_seconds{route=` + strconv.Quote(c.route) + `}`).Update(d.Seconds())
+	if c.led {
+		c.chain.ObserveRequest(c.path, c.servedBy, c.servedModel, c.status, d)
+	}
+	c.endTrace()
 	level := slog.LevelInfo
 	if c.status >= 500 {
 		level = slog.LevelError
@@ -280,6 +298,19 @@ func (c *call) finish() {
 		attrs = append(attrs, slog.String("error", c.st.scrub.String(c.err.Error())))
 	}
 	s.log.LogAttrs(context.Background(), level, "request", attrs...)
+}
+
+// endTrace closes the request's span (tracing on).
+func (c *call) endTrace() {
+	if c.trace == nil {
+		return
+	}
+	e := tracing.End{Status: c.status, Decision: c.dedupe.String(), Provider: c.provider, Attempts: c.attempts,
+		Led: c.led, InputTokens: c.usage.PromptTokens, OutputTokens: c.usage.CompletionTokens}
+	if c.err != nil {
+		e.Error = c.st.scrub.String(c.err.Error())
+	}
+	c.trace.End(e)
 }
 
 // logPath keeps idempotency keys out of the log: admin lookups carry

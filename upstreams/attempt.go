@@ -129,6 +129,10 @@ type attempt struct {
 	// the gateway cut says nothing about the target.
 	decision breaker.Decision
 	ctx      context.Context
+	op       string      // gen_ai.operation.name of the endpoint
+	span     AttemptSpan // nil: not traced
+	// answerModel is the model the upstream named (read when traced).
+	answerModel string
 }
 
 // Ledger records a chain's attempts as they happen. upstreams does not
@@ -155,7 +159,12 @@ func (c *Chain) try(ctx context.Context, t Target, d breaker.Decision, pr prepar
 			return false, &Error{Provider: t.Provider.Name, Err: fmt.Errorf("%w: %w", ErrNotRecorded, err)}
 		}
 	}
-	rep, e := t.Provider.do(ctx, Call{Path: pr.path, Body: pr.body, Stream: req.Stream, IdempotencyKey: req.IdempotencyKey}, a.record().Start)
+	call := Call{Path: pr.path, Body: pr.body, Stream: req.Stream, IdempotencyKey: req.IdempotencyKey}
+	if req.Tracer != nil {
+		a.span = req.Tracer.StartAttempt(a.idx+1, a.record())
+		call.Traceparent, call.Tracestate = a.span.Traceparent()
+	}
+	rep, e := t.Provider.do(ctx, call, a.record().Start)
 	if e != nil {
 		return a.failed(e)
 	}
@@ -176,7 +185,7 @@ func (c *Chain) try(ctx context.Context, t Target, d breaker.Decision, pr prepar
 
 // newAttempt opens the record of an attempt of t with the request pr.
 func (c *Chain) newAttempt(t Target, pr prepared, req Request, res *Result) *attempt {
-	a := &attempt{chain: c, target: t, res: res, model: pr.model, label: t.Model, pr: pr, ledger: req.Ledger}
+	a := &attempt{chain: c, target: t, res: res, model: pr.model, label: t.Model, pr: pr, ledger: req.Ledger, op: Operation(req.Path)}
 	if a.label == "" {
 		a.label = c.Route.Model
 	}
@@ -204,6 +213,7 @@ func (c *Chain) skipped(t Target, req Request, res *Result, reason string) *Erro
 	rec.Outcome, rec.Error = OutcomeSkipped, reason
 	res.Attempts = append(res.Attempts, rec)
 	c.metrics.attempt(&rec, label, nil)
+	traceSkipped(req.Tracer, len(res.Attempts), &rec)
 	if req.Ledger != nil {
 		req.Ledger.Finish(rec)
 	}
@@ -265,6 +275,9 @@ func (a *attempt) readBody(rep *reply) *Error {
 		a.res.ContentType = "application/json"
 	}
 	a.res.Body, a.res.Usage = out, u
+	if a.span != nil {
+		a.answerModel = answerModel(b) // the upstream's own shape names it too
+	}
 	a.finish(nil, u)
 	return nil
 }
@@ -282,8 +295,12 @@ func (a *attempt) finish(err *Error, u Usage) {
 		a.chain.breaker.Report(a.decision, br)
 	}
 	a.chain.metrics.attempt(r, a.label, a.chain.price(a.label))
+	a.chain.metrics.genaiAttempt(a.op, a.chain.Route.Model, a.label, r)
 	if a.ledger != nil {
 		a.ledger.Finish(*r)
+	}
+	if a.span != nil {
+		a.span.End(r, a.answerModel)
 	}
 }
 

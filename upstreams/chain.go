@@ -71,6 +71,8 @@ type Request struct {
 	// MaxAttempts, when above 0, lowers the route's max_attempts for this
 	// request (what its idempotency key has left of key_attempts).
 	MaxAttempts int
+	// Tracer, when set, opens a span per ledger row (upstreams/trace.go).
+	Tracer Tracer
 }
 
 // Result is the answer of the target that answered. For a final upstream

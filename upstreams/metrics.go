@@ -27,6 +27,8 @@ type Metrics struct {
 	costs     map[string]*metrics.FloatCounter
 	retries   map[string]*metrics.Counter // provider
 	budgets   map[string]*metrics.Counter // route
+	// genaiSeries are the OpenTelemetry GenAI histograms (genai.go).
+	genaiSeries map[genaiKey]*metrics.PrometheusHistogram
 }
 
 // NewMetrics registers nothing globally; the caller exposes Set().
@@ -40,6 +42,8 @@ func NewMetrics() *Metrics {
 		costs:     map[string]*metrics.FloatCounter{},
 		retries:   map[string]*metrics.Counter{},
 		budgets:   map[string]*metrics.Counter{},
+
+		genaiSeries: map[genaiKey]*metrics.PrometheusHistogram{},
 	}
 }
 

@@ -156,6 +156,7 @@ func (p *pass) planned(s plannedSkip, row Attempt, recorded bool) (done bool, er
 	row.Start = time.Now()
 	p.res.Attempts = append(p.res.Attempts, row)
 	p.c.metrics.attempt(&row, s.t.label(p.c), nil)
+	traceSkipped(p.req.Tracer, len(p.res.Attempts), &row)
 	return false, nil
 }
 

@@ -98,6 +98,9 @@ type Call struct {
 	Body           []byte
 	Stream         bool
 	IdempotencyKey string
+	// Traceparent and Tracestate name the attempt's span as the parent of
+	// the provider's (W3C Trace Context); "" sends none.
+	Traceparent, Tracestate string
 }
 
 // reply is a provider's answer after its first byte arrived.
@@ -173,6 +176,12 @@ func (p *Provider) newExchange(c Call, start time.Time) *exchange {
 	}
 	if c.IdempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", c.IdempotencyKey)
+	}
+	if c.Traceparent != "" {
+		req.Header.Set("traceparent", c.Traceparent)
+		if c.Tracestate != "" {
+			req.Header.Set("tracestate", c.Tracestate)
+		}
 	}
 	req.SetBodyRaw(c.Body)
 	x.resp.StreamBody = true
