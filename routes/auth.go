@@ -48,11 +48,25 @@ func bearer(ctx *fasthttp.RequestCtx) []byte {
 	return bytes.TrimSpace(h[7:])
 }
 
-// keyFor finds the configured key of the request's bearer key. Every
+// clientToken returns the client's key: the Authorization: Bearer token
+// (OpenAI's SDKs, Claude Code's ANTHROPIC_AUTH_TOKEN), else x-api-key
+// (Anthropic's SDKs, ANTHROPIC_API_KEY). Both go through the same lookup,
+// so a key's tenant and limits do not depend on the header it came in.
+func clientToken(ctx *fasthttp.RequestCtx) []byte {
+	if tok := bearer(ctx); tok != nil {
+		return tok
+	}
+	if k := bytes.TrimSpace(ctx.Request.Header.Peek("x-api-key")); len(k) > 0 {
+		return k
+	}
+	return nil
+}
+
+// keyFor finds the configured key of the request's client key. Every
 // configured key is compared, in constant time, so timing tells nothing
 // about which prefix matched.
 func keyFor(ctx *fasthttp.RequestCtx, keys []clientKey) *clientKey {
-	tok := bearer(ctx)
+	tok := clientToken(ctx)
 	if tok == nil {
 		return nil
 	}

@@ -1,5 +1,6 @@
-// Package routes holds the OpenAI-compatible HTTP handlers: auth, request
-// parsing, the idempotency decision and the relay of upstream answers.
+// Package routes holds the HTTP handlers of the OpenAI and Anthropic
+// APIs: auth, request parsing, the idempotency decision and the relay of
+// upstream answers.
 package routes
 
 import (
@@ -11,6 +12,9 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/idemgw/gateway/upstreams"
+	"github.com/idemgw/gateway/upstreams/dialect"
 )
 
 // APIError is an error a handler returns to be written as OpenAI's error
@@ -75,13 +79,26 @@ func errorBody(e *APIError) []byte {
 	return b
 }
 
-// writeError writes e as the whole response.
+// anthropicErrorBody renders Anthropic's error shape,
+// {"type":"error","error":{"type","message"}}, for the Messages API paths
+// (DESIGN.md section 5): the type follows from the status as in
+// Anthropic's API, which is what its SDKs map to their error classes.
+func anthropicErrorBody(e *APIError) []byte {
+	return dialect.AnthropicError(e.Status, "", e.Message)
+}
+
+// writeError writes e as the whole response, in the dialect of the
+// request's path.
 func writeError(ctx *fasthttp.RequestCtx, e *APIError) {
 	ctx.Response.Reset()
 	ctx.SetStatusCode(e.Status)
 	ctx.SetContentType("application/json")
 	for k, v := range e.Headers {
 		ctx.Response.Header.Set(k, v)
+	}
+	if upstreams.DialectOf(string(ctx.Path())) == upstreams.DialectAnthropic {
+		ctx.SetBody(anthropicErrorBody(e))
+		return
 	}
 	ctx.SetBody(errorBody(e))
 }
@@ -98,7 +115,7 @@ func retryHeaders(after int) map[string]string {
 
 // TransportError is the fasthttp.Server ErrorHandler: errors fasthttp
 // meets before a handler runs (an oversize body, a malformed request)
-// still get OpenAI's error shape.
+// still get the error shape of their path's dialect.
 func TransportError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error

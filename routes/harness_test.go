@@ -148,6 +148,8 @@ func baseYAML(t *testing.T, fakeURL, extra string) string {
 		fmt.Fprintf(&b, "auth:\n  mode: keys\n  keys:\n    - {tenant: team-a, key: %s}\n    - {tenant: team-b, key: %s}\n  admin_key: %s\n", keyA, keyB, adminKey)
 	}
 	fmt.Fprintf(&b, "providers:\n  fake: {base_url: %q, api_key: %s, timeout: 60s, first_byte_timeout: 60s}\n", fakeURL, upstreamKey)
+	// The same fake speaks Anthropic's API without the /v1 of its URL.
+	fmt.Fprintf(&b, "  claude: {kind: anthropic, base_url: %q, api_key: %s, timeout: 60s, first_byte_timeout: 60s}\n", strings.TrimSuffix(fakeURL, "/v1"), upstreamKey)
 	if !strings.Contains(extra, "routes:") {
 		b.WriteString("routes:\n  - model: \"*\"\n    targets: [{provider: fake}]\n")
 	}
@@ -248,7 +250,13 @@ type sse struct {
 // is read with next.
 func (g *testGW) stream(body string, headers ...string) *sse {
 	g.t.Helper()
-	req := request("POST", "/v1/chat/completions", body, headers...)
+	return g.streamAt("/v1/chat/completions", body, headers...)
+}
+
+// streamAt is stream on another path.
+func (g *testGW) streamAt(path, body string, headers ...string) *sse {
+	g.t.Helper()
+	req := request("POST", path, body, headers...)
 	defer fasthttp.ReleaseRequest(req)
 	resp := fasthttp.AcquireResponse()
 	if err := g.streamer.Do(req, resp); err != nil {

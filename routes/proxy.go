@@ -18,11 +18,12 @@ import (
 // proxied is one parsed API request, copied out of the RequestCtx so that
 // goroutines and stream writers may keep it after the handler returns.
 type proxied struct {
-	path   string
-	body   []byte
-	model  string
-	stream bool
-	chain  *upstreams.Chain
+	path    string
+	dialect upstreams.Dialect // the client's: its errors and stream errors are in it
+	body    []byte
+	model   string
+	stream  bool
+	chain   *upstreams.Chain
 	// plan is how the chain will try its targets, drawn before Begin so
 	// that Begin records the skipped targets and the first call at once.
 	plan upstreams.Plan
@@ -39,7 +40,7 @@ type proxied struct {
 	resume    bool
 }
 
-// proxy handles the four POST endpoints.
+// proxy handles the POST endpoints of both dialects.
 func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 	cfg := c.st.Config
 	body := ctx.PostBody()
@@ -47,7 +48,7 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 		return errorf(413, "request_too_large", "request body is %d bytes, over the limit of %d", len(body), cfg.MaxBodyBytes)
 	}
 	c.trace = s.tracer.StartRequest(&ctx.Request.Header, c.path, c.start)
-	p := &proxied{path: c.path, body: bytes.Clone(body)}
+	p := &proxied{path: c.path, dialect: upstreams.DialectOf(c.path), body: bytes.Clone(body)}
 	// One pass validates the body and reads model and stream.
 	in, err := upstreams.Inspect(p.body)
 	model := in.Model
@@ -78,6 +79,13 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, c *call) error {
 	}
 	c.route, c.chain = p.chain.Route.Model, p.chain
 	c.trace.Model(model, c.route)
+	if !p.chain.Serves(p.path) {
+		// A route of kind anthropic providers asked for embeddings, or of
+		// kind openai ones for count_tokens: nothing could ever serve it.
+		return &APIError{Status: 400, Type: "invalid_request_error", Code: "unsupported_endpoint", Param: "model",
+			Message: "no provider of the route for model " + strconv.Quote(model) + " serves " + p.path,
+			Headers: map[string]string{"x-should-retry": "false"}}
+	}
 	p.plan = p.chain.Plan(p.path, model)
 	if err := s.decideKey(ctx, c, p); err != nil {
 		return err

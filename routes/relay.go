@@ -13,6 +13,7 @@ import (
 
 	"github.com/idemgw/gateway/dedupe"
 	"github.com/idemgw/gateway/upstreams"
+	"github.com/idemgw/gateway/upstreams/dialect"
 )
 
 // lead calls the upstream chain and answers; with a ticket it records the
@@ -97,6 +98,15 @@ func chainError(err error, attempts int) *APIError {
 		e.Headers["X-Gateway-Attempts"] = strconv.Itoa(attempts)
 		return e
 	}
+	var refused *dialect.RequestError
+	if errors.As(err, &refused) {
+		// The request uses what the target's dialect cannot express (n > 1
+		// for an Anthropic target, a server tool for an OpenAI one), and no
+		// target of the route takes it as it is.
+		return &APIError{Status: 400, Type: "invalid_request_error", Code: "unsupported_for_target", Param: refused.Param,
+			Message: "the request cannot be sent to this route's providers: " + refused.Error(), Cause: err,
+			Headers: map[string]string{"x-should-retry": "false", "X-Gateway-Attempts": strconv.Itoa(attempts)}}
+	}
 	if errors.Is(err, upstreams.ErrNoUsableTarget) {
 		// No key, no kind that serves the endpoint: a retry meets the
 		// same configuration, so SDKs are told not to send one.
@@ -136,7 +146,7 @@ func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *de
 			defer c.finish()
 			defer cancel()
 			c.status = res.Status
-			s.relayDirect(newSSEWriter(w, 0, 0), c, res)
+			s.relayDirect(newSSEWriter(w, 0, 0, p.dialect), c, res)
 		})
 		return
 	}
@@ -152,7 +162,7 @@ func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *de
 	detached := detach(c.st.Config)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		c.status = res.Status
-		gone := writeEvents(newSSEWriter(w, t.Fence(), p.from), evs)
+		gone := writeEvents(newSSEWriter(w, t.Fence(), p.from, p.dialect), evs)
 		stop()
 		if gone && !detached {
 			cancel()
@@ -254,7 +264,7 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer c.finish()
 		c.status = r.Status
-		sw := newSSEWriter(w, t.Task.Fence, from)
+		sw := newSSEWriter(w, t.Task.Fence, from, p.dialect)
 		for _, ev := range evs[min(from, len(evs)):] {
 			if sw.event(ev) != nil {
 				return
@@ -274,13 +284,11 @@ func (s *Server) join(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 		defer c.finish()
 		c.status = 200
 		var u upstreams.Usage
-		sw := newSSEWriter(w, t.Task.Fence, p.from)
+		sw := newSSEWriter(w, t.Task.Fence, p.from, p.dialect)
 		jctx, stop := context.WithCancel(context.Background())
 		defer stop()
 		err := s.coord.Join(jctx, p.req, t, p.from, func(ev dedupe.LiveEvent) error {
-			if pu, ok := upstreams.ParseUsage(upstreams.SSEData(ev.Data)); ok {
-				u = pu
-			}
+			u = eventUsage(p.dialect, u, upstreams.SSEData(ev.Data))
 			return sw.live(ev)
 		})
 		if err != nil {
@@ -300,4 +308,25 @@ func (s *Server) countSaved(p *proxied, u dedupe.Usage) {
 	if cost > 0 {
 		s.set.GetOrCreateFloatCounter(`gateway_cost_saved_usd_total{model=` + strconv.Quote(p.req.Model) + `}`).Add(cost)
 	}
+}
+
+// eventUsage is the usage after one event of a client's stream, in its
+// dialect: an Anthropic stream tells the prompt side in message_start and
+// the output in message_delta, so the last non-zero of each is kept.
+func eventUsage(d upstreams.Dialect, u upstreams.Usage, data []byte) upstreams.Usage {
+	if d != upstreams.DialectAnthropic {
+		if pu, ok := upstreams.ParseUsage(data); ok {
+			return pu
+		}
+		return u
+	}
+	if prompt, completion, ok := dialect.MessagesUsage(data); ok {
+		if prompt > 0 {
+			u.PromptTokens = prompt
+		}
+		if completion > 0 {
+			u.CompletionTokens = completion
+		}
+	}
+	return u
 }

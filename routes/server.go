@@ -176,7 +176,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, c *call) handlerFunc {
 	case "/readyz":
 		s.readyz(ctx)
 		return nil
-	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses":
+	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses",
+		upstreams.MessagesPath, upstreams.CountTokensPath:
 		if !ctx.IsPost() {
 			return methodNotAllowed("POST")
 		}
@@ -231,7 +232,7 @@ func (s *Server) authed(h handlerFunc) handlerFunc {
 		}
 		k := keyFor(ctx, c.st.keys)
 		if k == nil {
-			return errorf(401, "invalid_api_key", "missing or invalid API key: send Authorization: Bearer <key>")
+			return errorf(401, "invalid_api_key", "missing or invalid API key: send Authorization: Bearer <key> or x-api-key: <key>")
 		}
 		c.tenant = k.tenant
 		if err := s.admit(ctx, c, k); err != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/idemgw/gateway/dedupe"
+	"github.com/idemgw/gateway/upstreams"
+	"github.com/idemgw/gateway/upstreams/dialect"
 )
 
 // sseWriter writes the event stream of one answer. It owns the event
@@ -22,11 +24,15 @@ type sseWriter struct {
 	// n is the number of the last event written, or skipped (Last-Event-ID).
 	n  int
 	id []byte // the id line, built without allocating per event
+	// anthropic: the client speaks Anthropic's stream, whose errors are
+	// an "event: error" with Anthropic's error body.
+	anthropic bool
 }
 
-// newSSEWriter writes after event from of generation fence (0: no ids).
-func newSSEWriter(w *bufio.Writer, fence int64, from int) *sseWriter {
-	return &sseWriter{w: w, fence: fence, n: from}
+// newSSEWriter writes after event from of generation fence (0: no ids),
+// to a client of dialect d.
+func newSSEWriter(w *bufio.Writer, fence int64, from int, d upstreams.Dialect) *sseWriter {
+	return &sseWriter{w: w, fence: fence, n: from, anthropic: d == upstreams.DialectAnthropic}
 }
 
 // event writes one event (without the blank line that ends it) and
@@ -55,10 +61,17 @@ func (s *sseWriter) live(ev dedupe.LiveEvent) error {
 	return s.w.Flush()
 }
 
-// fail ends the stream with an error event, the way OpenAI reports errors
-// inside a stream, so SDKs raise instead of seeing a clean end. The
-// status line is long gone: this is the only way left to say it.
+// fail ends the stream with an error event, the way OpenAI (or
+// Anthropic) reports errors inside a stream, so SDKs raise instead of
+// seeing a clean end. The status line is long gone: this is the only way
+// left to say it.
 func (s *sseWriter) fail(message string) error {
+	if s.anthropic {
+		_, _ = s.w.WriteString("event: error\ndata: ")
+		_, _ = s.w.Write(dialect.AnthropicError(0, dialect.TypeAPI, message))
+		_, _ = s.w.WriteString("\n\n")
+		return s.w.Flush()
+	}
 	_, _ = s.w.WriteString("data: ")
 	_, _ = s.w.Write(errorBody(&APIError{Type: "api_error", Code: "stream_interrupted", Message: message}))
 	_, _ = s.w.WriteString("\n\n")

@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/idemgw/gateway/dedupe"
+	"github.com/idemgw/gateway/upstreams"
 )
 
 func TestSSEWriterNumbersEvents(t *testing.T) {
 	f := func(fence int64, from int, events []dedupe.LiveEvent, want string) {
 		t.Helper()
 		var out bytes.Buffer
-		sw := newSSEWriter(bufio.NewWriterSize(&out, 16), fence, from)
+		sw := newSSEWriter(bufio.NewWriterSize(&out, 16), fence, from, upstreams.DialectOpenAI)
 		for _, ev := range events {
 			if err := sw.live(ev); err != nil {
 				t.Fatalf("live(%+v): %v", ev, err)
@@ -36,11 +37,11 @@ func TestSSEWriterNumbersEvents(t *testing.T) {
 // that left is reported.
 func TestSSEWriterFlushesEachEvent(t *testing.T) {
 	var out bytes.Buffer
-	sw := newSSEWriter(bufio.NewWriter(&out), 1, 0)
+	sw := newSSEWriter(bufio.NewWriter(&out), 1, 0, upstreams.DialectOpenAI)
 	if err := sw.event([]byte("data: a")); err != nil || out.String() != "data: a\nid: 1.1\n\n" {
 		t.Fatalf("after one event: %q, %v", out.String(), err)
 	}
-	gone := newSSEWriter(bufio.NewWriter(failingWriter{}), 1, 0)
+	gone := newSSEWriter(bufio.NewWriter(failingWriter{}), 1, 0, upstreams.DialectOpenAI)
 	if gone.event([]byte("data: a")) == nil || gone.fail("x") == nil {
 		t.Fatal("a write to a client that left reported no error")
 	}
