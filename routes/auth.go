@@ -39,9 +39,15 @@ func authKeys(a config.Auth) []clientKey {
 	return keys
 }
 
-// bearer returns the token of an Authorization: Bearer header.
+// bearer returns the token of an Authorization: Bearer header. Two
+// Authorization headers are no credentials: which one a proxy in front
+// checked is anyone's guess (issue 13's hostile catalogue).
 func bearer(ctx *fasthttp.RequestCtx) []byte {
-	h := ctx.Request.Header.Peek("Authorization")
+	all := ctx.Request.Header.PeekAll("Authorization")
+	if len(all) != 1 {
+		return nil
+	}
+	h := all[0]
 	if len(h) < 7 || !bytes.EqualFold(h[:7], []byte("Bearer ")) {
 		return nil
 	}

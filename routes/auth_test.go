@@ -1,6 +1,7 @@
 package routes_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -63,5 +64,26 @@ func TestAuthModeNone(t *testing.T) {
 		if !strings.Contains(string(a.body), `"tenant":"default"`) {
 			t.Fatalf("task %s: %s, want tenant default", key, a.body)
 		}
+	}
+}
+
+// Two Authorization headers are no credentials, whichever is valid: a
+// proxy in front may have checked the other one (issue 13). Before, the
+// first one won.
+func TestAuthTwoHeaders(t *testing.T) {
+	g := startGW(t, gwOptions{yaml: "dedupe: {enabled: false}\n"})
+	body := chat("m", "two keys", false)
+	f := func(first, second string) {
+		t.Helper()
+		a := g.raw("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " + first + "\r\nAuthorization: Bearer " + second +
+			"\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body)
+		wantError(t, a, 401, "authentication_error", "invalid_api_key", "")
+	}
+	f(keyA, "other")
+	f("other", keyA)
+	f(keyA, keyA)
+	f(keyA, keyB)
+	if n := g.fake.Calls(); n != 0 {
+		t.Fatalf("%d upstream calls", n)
 	}
 }
