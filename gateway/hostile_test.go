@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -111,6 +112,10 @@ func TestHostileInput(t *testing.T) {
 	rawPost := func(extraHeaders, body string) func(t *testing.T) hostileResult {
 		return raw(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: gw\r\n%s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close%s", chat, auth, len(body), extraHeaders), body)
 	}
+	// postAs sends a chat body with the given auth header lines only.
+	postAs := func(authLines, body string) func(t *testing.T) hostileResult {
+		return raw(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: gw\r\n%s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close", chat, authLines, len(body)), body)
+	}
 	get := func(path string, key string) func(t *testing.T) hostileResult {
 		return func(t *testing.T) hostileResult {
 			h := ""
@@ -142,6 +147,26 @@ func TestHostileInput(t *testing.T) {
 		{name: "escaped NUL in a message", do: postJSON(`{"model":"m","messages":[{"role":"user","content":"a\u0000b"}]}`), status: 200},
 		{name: "escaped NUL in the model", do: postJSON(`{"model":"m\u0000","messages":[]}`), status: 404, code: "model_not_found"},
 
+		{name: "body is a number", do: postJSON(`123`), status: 400, code: "invalid_json"},
+		{name: "body is true", do: postJSON(`true`), status: 400, code: "invalid_json"},
+		{name: "whitespace-only body", do: postJSON(" \r\n\t "), status: 400, code: "invalid_json"},
+		{name: "two JSON values", do: postJSON(okBody + okBody), status: 400, code: "invalid_json"},
+		{name: "garbage after the object", do: postJSON(okBody + "x"), status: 400, code: "invalid_json"},
+		{name: "UTF-8 BOM before the object", do: postJSON("\xef\xbb\xbf" + okBody), status: 400, code: "invalid_json"},
+		{name: "lone surrogate escape in the model", do: postJSON(`{"model":"\ud800","messages":[]}`), status: 404, code: "model_not_found"},
+		{name: "lone surrogate escape in a message", do: postJSON(`{"model":"m","messages":[{"role":"user","content":"\udc00x\ud800"}]}`), status: 200},
+		{name: "invalid escape in a message", do: postJSON(`{"model":"m","messages":[{"role":"user","content":"\x41"}]}`), status: 400, code: "invalid_json"},
+		{name: "duplicate member in a nested object", do: postJSON(`{"model":"m","messages":[{"role":"user","role":"system","content":"x"}]}`), status: 400, code: "invalid_json"},
+		{name: "number with a 30-digit exponent", do: postJSON(`{"model":"m","messages":[],"temperature":1e999999999999999999999999999999}`), status: 200},
+		{name: "number of 100000 digits", do: postJSON(`{"model":"m","messages":[],"seed":` + strings.Repeat("9", 100000) + `}`), status: 200},
+		{name: "12000 members in one object", do: postJSON(`{"model":"m","messages":[],"x":{` + manyMembers(12000) + `}}`), status: 200},
+		{name: "a refused body does not take its key", do: func(t *testing.T) hostileResult {
+			if resp, b := post(t, g.URL, chat, `{"model":"m",`, "Idempotency-Key", "hostile-refused-1"); resp.StatusCode != 400 {
+				t.Fatalf("malformed body: %d %s", resp.StatusCode, b)
+			}
+			return postJSON(okBody, "Idempotency-Key", "hostile-refused-1")(t)
+		}, status: 200},
+
 		// Wrong types and extremes: the gateway reads only model and
 		// stream; the rest is the upstream's to judge.
 		{name: "model is a number", do: postJSON(`{"model":1e999,"messages":[]}`), status: 400, code: "invalid_model"},
@@ -172,6 +197,13 @@ func TestHostileInput(t *testing.T) {
 		{name: "Idempotency-Key with bare CR and a header", do: rawPost("\r\nIdempotency-Key: ab\rSet-Cookie: x=1", okBody), status: 400, code: "",
 			check: noHeader("Set-Cookie")},
 
+		{name: "Idempotency-Key with byte 0xff", do: rawPost("\r\nIdempotency-Key: ab\xffcd", okBody), status: 400, code: "idempotency_key_invalid"},
+		{name: "quoted Idempotency-Key with a control character", do: rawPost("\r\nIdempotency-Key: \"ab\x01cd\"", okBody), status: 400, code: ""},
+		{name: "Idempotency-Key with bare LF and a header", do: rawPost("\r\nIdempotency-Key: ab\nSet-Cookie: x=1", okBody), status: 200,
+			check: noHeader("Set-Cookie")},
+		{name: "Idempotency-Key with an encoded CRLF", do: postJSON(okBody, "Idempotency-Key", "ab%0d%0aSet-Cookie:%20x=1"), status: 200,
+			check: noHeader("Set-Cookie")},
+
 		// Headers.
 		{name: "one header of 8 KiB", do: rawPost("\r\nX-Big: "+strings.Repeat("b", 8192), okBody), status: 431, code: "request_header_fields_too_large"},
 		{name: "2000 headers", do: rawPost(strings.Repeat("\r\nX-H: v", 2000), okBody), status: 431, code: "request_header_fields_too_large"},
@@ -191,6 +223,22 @@ func TestHostileInput(t *testing.T) {
 					t.Errorf("a 2000-character X-Request-Id was echoed (%d characters)", len(id))
 				}
 			}},
+		{name: "X-Request-Id with bare LF and a header", do: rawPost("\r\nX-Request-Id: id\nSet-Cookie: y=1", okBody), status: 200,
+			check: noHeader("Set-Cookie")},
+		{name: "model with an escaped CRLF and a header", do: postJSON(`{"model":"m\r\nSet-Cookie: z=1","messages":[]}`), status: 404, code: "model_not_found",
+			check: noHeader("Set-Cookie")},
+		{name: "empty bearer key", do: postAs("Authorization: Bearer ", okBody), status: 401, code: "invalid_api_key"},
+		{name: "Basic credentials", do: postAs("Authorization: Basic dXNlcjpwYXNz", okBody), status: 401, code: "invalid_api_key"},
+		{name: "two Authorization headers, the first valid", do: postAs(auth+"\r\nAuthorization: Bearer other", okBody), status: 401, code: "invalid_api_key"},
+		{name: "two Authorization headers, the second valid", do: postAs("Authorization: Bearer other\r\n"+auth, okBody), status: 401, code: "invalid_api_key"},
+		{name: "bearer key of 3000 characters", do: postJSON(okBody, "Authorization", "Bearer "+strings.Repeat("k", 3000)), status: 401, code: "invalid_api_key"},
+		{name: "Last-Event-ID of 3000 characters", do: postJSON(chatBody("m", "resume", true), "Idempotency-Key", "hostile-lei-1", "Last-Event-ID", strings.Repeat("9", 3000)), status: 400, code: "invalid_last_event_id"},
+		// The body is read as it is, never inflated: no gzip bomb.
+		{name: "gzipped body", do: postJSON(gzipped(okBody), "Content-Encoding", "gzip"), status: 400, code: "invalid_json"},
+		{name: "Expect 100-continue over the cap", do: raw(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: gw\r\n%s\r\nContent-Length: 999999\r\nExpect: 100-continue\r\nConnection: close", chat, auth), ""), status: 413, code: "request_too_large"},
+		{name: "unknown Transfer-Encoding", do: raw(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: gw\r\n%s\r\nTransfer-Encoding: xchunked\r\nConnection: close", chat, auth), okBody), status: 400, code: ""},
+		{name: "HTTP/2 preface", do: raw("PRI * HTTP/2.0\r\n\r\nSM", ""), status: 400, code: ""},
+		{name: "HTTP/1.0 without Host", do: raw(fmt.Sprintf("POST %s HTTP/1.0\r\n%s\r\nContent-Length: %d", chat, auth, len(okBody)), okBody), status: 200},
 		// A name no header the gateway reads can have: ignored.
 		{name: "header name with a space", do: rawPost("\r\nBad Name: x", okBody), status: 200},
 		// Request smuggling spellings are refused, not guessed at.
@@ -237,6 +285,19 @@ func TestHostileInput(t *testing.T) {
 		}},
 		{name: "admin key with an invalid escape", do: get("/admin/tasks/%zz?tenant=team-a", testAdminKey), status: 404, code: "task_not_found"},
 		{name: "admin path with NUL", do: get("/admin/tasks/a%00b?tenant=team-a", testAdminKey), status: 404, code: "task_not_found"},
+		{name: "/admin%2ftasks%2fx with a client key", do: get("/admin%2ftasks%2fx?tenant=team-a", testClientKey), status: 401, code: "invalid_api_key"},
+		{name: "/admin/upstreams/../tasks/x with a client key", do: get("/admin/upstreams/../tasks/x?tenant=team-a", testClientKey), status: 401, code: "invalid_api_key"},
+		{name: "/ADMIN/tasks/x with the admin key", do: get("/ADMIN/tasks/x?tenant=team-a", testAdminKey), status: 404, code: "not_found"},
+		{name: "admin lookup with a tenant of 3000 characters", do: get("/admin/tasks/x?tenant="+strings.Repeat("t", 3000), testAdminKey), status: 404, code: "task_not_found"},
+		{name: "task list with a garbage cursor", do: get("/admin/tasks?tenant=team-a&cursor=%00%ff", testAdminKey), status: 400, code: "invalid_parameter"},
+		{name: "task list with a huge limit", do: get("/admin/tasks?tenant=team-a&limit=99999999999999999999", testAdminKey), status: 400, code: "invalid_parameter"},
+		{name: "task list with a negative limit", do: get("/admin/tasks?tenant=team-a&limit=-1", testAdminKey), status: 400, code: "invalid_parameter"},
+		{name: "chat path with a trailing slash", do: rawPost("", okBody), status: 200},
+		{name: "chat path in capitals", do: raw(fmt.Sprintf("POST /V1/CHAT/COMPLETIONS HTTP/1.1\r\nHost: gw\r\n%s\r\nContent-Length: %d\r\nConnection: close", auth, len(okBody)), okBody), status: 404, code: "not_found"},
+		{name: "chat path with an encoded NUL", do: raw(fmt.Sprintf("POST /v1/chat/completions%%00 HTTP/1.1\r\nHost: gw\r\n%s\r\nContent-Length: %d\r\nConnection: close", auth, len(okBody)), okBody), status: 404, code: "not_found"},
+		{name: "chat path with a query of 3000 characters", do: raw(fmt.Sprintf("POST /v1/chat/completions?q=%s HTTP/1.1\r\nHost: gw\r\n%s\r\nContent-Length: %d\r\nConnection: close", strings.Repeat("q", 3000), auth, len(okBody)), okBody), status: 200},
+		{name: "TRACE on the chat path", do: raw("TRACE "+chat+" HTTP/1.1\r\nHost: gw\r\n"+auth+"\r\nConnection: close", ""), status: 405, code: "method_not_allowed"},
+		{name: "CONNECT", do: raw("CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n"+auth+"\r\nConnection: close", ""), status: 404, code: "not_found"},
 		{name: "path of 3000 characters", do: get("/"+strings.Repeat("p", 3000), testClientKey), status: 404, code: "not_found"},
 		{name: "absolute-form target", do: get("http://evil.example/v1/models", testClientKey), status: 200},
 		{name: "path without a leading slash", do: get("v1/models", testClientKey), status: 400, code: "bad_request"},
@@ -280,6 +341,16 @@ func TestHostileInput(t *testing.T) {
 		healthy(t, g.URL, c.name)
 	}
 
+	// Nothing left locked: no case left a task processing (every keyed
+	// case's key answers again), read from the admin task list.
+	waitFor(t, 20*time.Second, "no task left processing", func() bool {
+		r := get("/admin/tasks?tenant=team-a&status=processing", testAdminKey)(t)
+		if r.status != 200 {
+			t.Fatalf("task list: %d %s", r.status, r.body)
+		}
+		return bytes.Contains(r.body, []byte(`"tasks":[]`))
+	})
+
 	// Nothing left behind: the goroutines of the cases ended and their
 	// buffers were freed (slack for the runtime's and the clients' own).
 	if n := settledGoroutines(base + 10); n > base+10 {
@@ -289,6 +360,27 @@ func TestHostileInput(t *testing.T) {
 	if h := heapInUse(); h > baseHeap+64<<20 {
 		t.Errorf("heap in use: %d MiB before the catalogue, %d MiB after", baseHeap>>20, h>>20)
 	}
+}
+
+// gzipped returns s compressed with gzip.
+func gzipped(s string) string {
+	var b bytes.Buffer
+	w := gzip.NewWriter(&b)
+	_, _ = w.Write([]byte(s))
+	_ = w.Close()
+	return b.String()
+}
+
+// manyMembers returns n distinct members "kN":N for an object.
+func manyMembers(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"k%d":%d`, i, i)
+	}
+	return b.String()
 }
 
 // healthy checks that a normal request is answered and /readyz is 200.
@@ -440,7 +532,12 @@ func rawExchange(t *testing.T, addr, payload string, halfClose bool) hostileResu
 	if halfClose {
 		_ = conn.(*net.TCPConn).CloseWrite()
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	// An interim 100 Continue is followed by the final answer.
+	for err == nil && resp.StatusCode == http.StatusContinue {
+		resp, err = http.ReadResponse(br, nil)
+	}
 	if err != nil {
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			t.Fatalf("no answer and no close within 15s (a hang)")
