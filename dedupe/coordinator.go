@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/idemgw/gateway/dedupe/seal"
 )
 
 // Options are the dedupe settings of gateway.yaml the coordinator acts on.
@@ -30,6 +32,9 @@ type Options struct {
 	OpTimeout time.Duration
 	// Log receives the Redis up/down transitions; nil discards them.
 	Log *slog.Logger
+	// Keys seal the events of live streams kept in Redis
+	// (store.encryption_keys); nil seals nothing.
+	Keys *seal.Keyring
 }
 
 // Coordinator runs the idempotency state machine of DESIGN.md section 2
@@ -128,7 +133,8 @@ func NewCoordinator(store Store, backend Backend, opts Options) *Coordinator {
 	c := &Coordinator{store: store, local: NewLocal(), opts: opts, set: metrics.NewSet(), running: map[string]bool{}}
 	c.locker, c.notifier = c.local, c.local
 	if backend != nil {
-		c.locker, c.notifier, c.remote = backend, backend, backend
+		c.locker, c.notifier = backend, backend
+		c.remote = sealedLive{Live: backend, keys: opts.Keys}
 		c.redis = newRedisHealth(backend.Ping, opts.Log, opts.OpTimeout)
 	}
 	return c
