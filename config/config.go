@@ -106,6 +106,11 @@ type Store struct {
 	URL string `yaml:"url"`
 	// Migrate is auto (default) or manual.
 	Migrate MigrateMode `yaml:"migrate"`
+	// EncryptionKeys seal stored responses and live stream events with
+	// AES-256-GCM (issue 13): the first key seals, every key opens, so a
+	// new key is put first and the old one kept until its records expired.
+	// Default none: records are stored as they are.
+	EncryptionKeys []EncryptionKey `yaml:"encryption_keys"`
 }
 
 // Lock selects the lock and signalling backend.

@@ -368,13 +368,13 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string, line int) {
 	case t == durationType:
 		var v time.Duration
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" || n.Decode(&v) != nil {
-			d.typeError(line, path, "expected a duration such as 30s or 10m, got %s", describe(n))
+			d.typeError(line, path, "expected a duration such as 30s or 10m, got %s", describeAt(path, n))
 		}
 	case t.Kind() == reflect.Struct:
 		d.walkStruct(n, t, path, line)
 	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			d.typeError(line, path, "expected a mapping, got %s", describe(n))
+			d.typeError(line, path, "expected a mapping, got %s", describeAt(path, n))
 			return
 		}
 		d.eachPair(n, path, func(key string, k, v *yaml.Node) {
@@ -383,7 +383,7 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string, line int) {
 		})
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.typeError(line, path, "expected a list, got %s", describe(n))
+			d.typeError(line, path, "expected a list, got %s", describeAt(path, n))
 			return
 		}
 		for i, item := range n.Content {
@@ -420,13 +420,18 @@ func (d *decoder) walkScalar(n *yaml.Node, t reflect.Type, path string, line int
 		ok = n.Decode(reflect.New(t).Interface()) == nil
 	}
 	if !ok {
-		d.typeError(line, path, "expected %s, got %s", want, describe(n))
+		d.typeError(line, path, "expected %s, got %s", want, describeAt(path, n))
 	}
 }
 
 func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string, line int) {
+	if t == encryptionKeyType && n.Kind == yaml.ScalarNode {
+		// The key alone, as a string (EncryptionKey.UnmarshalYAML).
+		d.walkScalar(n, reflect.TypeOf(""), path, line)
+		return
+	}
 	if n.Kind != yaml.MappingNode {
-		d.typeError(line, path, "expected a mapping, got %s", describe(n))
+		d.typeError(line, path, "expected a mapping, got %s", describeAt(path, n))
 		return
 	}
 	fields := yamlFields(t)
@@ -527,6 +532,16 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 }
 
 // describe shows a node in an error message.
+// describeAt is describe for the value at path, without the value where
+// it is a secret: an encryption key given as a string where the list
+// belongs must not be printed by `gateway check`.
+func describeAt(path string, n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode && strings.HasPrefix(path, "store.encryption_keys") {
+		return "a string (not shown: it may be a key)"
+	}
+	return describe(n)
+}
+
 func describe(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:

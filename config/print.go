@@ -17,7 +17,8 @@ const redactedText = "<redacted>"
 // Redacted returns the resolved config (after env expansion and defaults) as
 // YAML, with every secret replaced by "<redacted>": client keys and their
 // hashes, the admin key, provider API keys, the Redis password, passwords
-// in URLs and the values of tracing.headers. `gateway check` prints it. c is not modified.
+// in URLs, the values of tracing.headers and the store's encryption keys.
+// `gateway check` prints it. c is not modified.
 func (c *Config) Redacted() ([]byte, error) {
 	out := *c
 	out.lines = nil
@@ -30,6 +31,10 @@ func (c *Config) Redacted() ([]byte, error) {
 	}
 
 	out.Store.URL = redactDSN(c.Store.URL)
+	out.Store.EncryptionKeys = nil
+	for _, k := range c.Store.EncryptionKeys {
+		out.Store.EncryptionKeys = append(out.Store.EncryptionKeys, EncryptionKey{ID: k.ID, Key: redact(k.Key)})
+	}
 	out.Lock.Redis.Password = redact(c.Lock.Redis.Password)
 	out.Lock.Redis.Addrs = make([]string, len(c.Lock.Redis.Addrs))
 	for i, a := range c.Lock.Redis.Addrs {

@@ -28,6 +28,8 @@ var restartOnly = []struct {
 	{"store.path", func(c *Config) any { return c.Store.Path }},
 	{"store.url", func(c *Config) any { return c.Store.URL }},
 	{"store.migrate", func(c *Config) any { return c.Store.Migrate }},
+	// The keyring is built once with the store; a rotation is a restart.
+	{"store.encryption_keys", func(c *Config) any { return c.Store.EncryptionKeys }},
 	{"lock.kind", func(c *Config) any { return c.Lock.Kind }},
 	{"lock.redis.addrs", func(c *Config) any { return c.Lock.Redis.Addrs }},
 	{"lock.redis.master_name", func(c *Config) any { return c.Lock.Redis.MasterName }},

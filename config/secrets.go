@@ -16,8 +16,8 @@ const MinSecretLen = 8
 
 // Secrets returns the secret values of the config, for a Scrubber: the
 // client keys (and the hashes given for them), the admin key, the provider
-// API keys, the Redis password, the record store URL's password and the
-// values of tracing.headers.
+// API keys, the Redis password, the record store URL's password, the
+// values of tracing.headers and the store's encryption keys.
 func (c *Config) Secrets() []string {
 	var s []string
 	for _, k := range c.Auth.Keys {
@@ -26,6 +26,9 @@ func (c *Config) Secrets() []string {
 	s = append(s, c.Auth.AdminKey, c.Lock.Redis.Password)
 	for _, v := range c.Tracing.Headers {
 		s = append(s, v) // a hosted collector's API key
+	}
+	for _, k := range c.Store.EncryptionKeys {
+		s = append(s, k.Key)
 	}
 	for _, p := range c.Providers {
 		if p != nil {

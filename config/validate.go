@@ -186,6 +186,7 @@ func (c *Config) validateStore(v *validator) {
 		}
 	}
 	oneOf(v, "store.migrate", c.Store.Migrate, MigrateAuto, MigrateManual)
+	c.validateEncryptionKeys(v)
 
 	oneOf(v, "lock.kind", c.Lock.Kind, LockLocal, LockRedis)
 	r := c.Lock.Redis
