@@ -24,6 +24,7 @@ import (
 
 	"github.com/idemgw/gateway/config"
 	"github.com/idemgw/gateway/dedupe"
+	"github.com/idemgw/gateway/dedupe/seal"
 	"github.com/idemgw/gateway/routes"
 	"github.com/idemgw/gateway/routes/tracing"
 	"github.com/idemgw/gateway/upstreams"
@@ -32,9 +33,11 @@ import (
 
 // app is one running gateway: its stores, server and background work.
 type app struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	store    dedupe.Store
+	cfg   *config.Config
+	log   *slog.Logger
+	store dedupe.Store
+	// keys seal records and live streams (store.encryption_keys).
+	keys     *seal.Keyring
 	redis    redis.UniversalClient
 	rbackend *dedupe.Redis
 	coord    *dedupe.Coordinator
@@ -91,6 +94,12 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 			a.close()
 			return nil, err
 		}
+		sealed, keys, err := sealStore(ctx, cfg, a.store)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		a.store, a.keys = sealed, keys
 		var backend dedupe.Backend
 		if a.redis != nil {
 			a.rbackend = dedupe.NewRedis(a.redis, cfg.Lock.Redis.KeyPrefix)
@@ -98,6 +107,7 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		}
 		opts := coordinatorOptions(cfg)
 		opts.Log = a.log
+		opts.Keys = a.keys
 		a.coord = dedupe.NewCoordinator(a.store, backend, opts)
 		// A Redis that is down at start-up is logged once here and probed
 		// in the background; requests do not wait for it.
@@ -215,6 +225,9 @@ func (a *app) serve(ln net.Listener) error {
 			})
 		})
 		wg.Go(func() { a.coord.RunHealthSampler(ctx, dedupe.DefaultHealthEvery) })
+		if a.keys.Enabled() {
+			wg.Go(func() { a.refreshSealKey(ctx) })
+		}
 		go func() {
 			wg.Wait()
 			close(a.reaperDone)
@@ -394,11 +407,21 @@ func cmdServe(args []string, stderr io.Writer) int {
 
 // openStore opens the configured record store.
 func openStore(ctx context.Context, cfg *config.Config) (dedupe.Store, error) {
+	// A failed open returns a nil Store, not a nil *Postgres or *Embedded
+	// in a Store that app.close would call Close on.
 	switch cfg.Store.Kind {
 	case config.StorePostgres:
-		return dedupe.OpenPostgres(ctx, cfg.Store.URL, cfg.Store.AutoMigrate())
+		s, err := dedupe.OpenPostgres(ctx, cfg.Store.URL, cfg.Store.AutoMigrate())
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	default:
-		return dedupe.OpenEmbedded(cfg.Store.Path)
+		s, err := dedupe.OpenEmbedded(cfg.Store.Path)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 }
 
