@@ -5,12 +5,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -264,4 +266,30 @@ func getMetrics(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// A collector that does not answer costs the requests nothing: they are
+// answered, the lost batch is logged, and shutdown is not held up past
+// its bound.
+func TestTracingCollectorDown(t *testing.T) {
+	fake := startFake(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	_ = ln.Close() // nothing listens there now
+	g := startGateway(t, testConfig(t, fake.URL, "tracing: {otlp_endpoint: "+dead+"}\n"))
+	for i := range 3 {
+		resp, b := post(t, g.URL, "/v1/chat/completions", chatBody("m", fmt.Sprint("collector down ", i), false))
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, b)
+		}
+	}
+	start := time.Now()
+	g.stop(t)
+	t.Logf("shutdown took %v", time.Since(start))
+	if logs := g.logs.String(); !strings.Contains(logs, "cannot export spans; dropped") {
+		t.Fatalf("no log line for the lost spans:\n%s", logs)
+	}
 }
