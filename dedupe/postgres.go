@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,6 +16,12 @@ import (
 // on a conditional update (another gateway changed the row in between).
 // Each lost race means someone else made progress, so a few are plenty.
 const beginRetries = 8
+
+// defaultPoolConns is the connection pool's size unless the URL sets
+// pool_max_conns: the group writers' batches in flight (groupWriters),
+// and room beside them for the reads of existing keys, heartbeats,
+// take-overs and the reaper.
+const defaultPoolConns = 16
 
 // reclaimedTTL is how long a task failed by ReclaimZombies is kept. The
 // reaper has no key_ttl at hand; an hour keeps the failed record and its
@@ -30,6 +37,8 @@ const reclaimedError = "lease expired: reclaimed"
 // skewed clocks still agree on who holds a lease.
 type Postgres struct {
 	pool *pgxpool.Pool
+	// group batches the writes of new tasks and their outcomes (pggroup.go).
+	group *groupWriter
 }
 
 var _ Store = (*Postgres)(nil)
@@ -49,6 +58,11 @@ func OpenPostgres(ctx context.Context, url string, migrate bool) (*Postgres, err
 		// pgx's parse errors redact the password.
 		return nil, fmt.Errorf("cannot parse the postgres url: %w", err)
 	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgx's default (4 on this machine's 2 cores) would leave the
+		// group writers and everything else queueing for a connection.
+		cfg.MaxConns = max(cfg.MaxConns, defaultPoolConns)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open postgres pool: %w", err)
@@ -57,7 +71,7 @@ func OpenPostgres(ctx context.Context, url string, migrate bool) (*Postgres, err
 		pool.Close()
 		return nil, fmt.Errorf("cannot connect to postgres %q: %w", cfg.ConnConfig.Host, err)
 	}
-	return &Postgres{pool: pool}, nil
+	return &Postgres{pool: pool, group: newGroupWriter(pool)}, nil
 }
 
 // taskColumns is what every query that returns a task selects, in the
@@ -253,9 +267,11 @@ func (p *Postgres) Begin(ctx context.Context, req BeginRequest) (BeginResult, er
 func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, error) {
 	lease, maxProc := micros(req.Lease), micros(req.MaxProcessing)
 	for range beginRetries {
-		insArgs := append([]any{req.Tenant, req.KeyHash, req.Fingerprint, req.Owner, lease, req.Stream, req.Model,
-			req.First.Provider, req.First.Model}, skippedColumns(req.Skipped)...)
-		_, t, err := scanTask(p.pool.QueryRow(ctx, sqlInsertTask, insArgs...))
+		var t Task
+		err := p.group.do(ctx, sqlInsertTask, insertArgs(req), func(row pgx.Row) (err error) {
+			_, t, err = scanTask(row)
+			return err
+		})
 		if err == nil {
 			res := BeginResult{Verdict: VerdictLeader, Task: t}
 			if req.First.Provider != "" {
@@ -380,6 +396,12 @@ func (p *Postgres) lead(ctx context.Context, req BeginRequest, q string, args []
 	return res, true, nil
 }
 
+// insertArgs are the parameters of sqlInsertTask for req.
+func insertArgs(req BeginRequest) []any {
+	return append([]any{req.Tenant, req.KeyHash, req.Fingerprint, req.Owner, micros(req.Lease), req.Stream, req.Model,
+		req.First.Provider, req.First.Model}, skippedColumns(req.Skipped)...)
+}
+
 // skippedColumns are the provider, model and error arrays of skipped
 // attempts, as the unnest of sqlInsertTask and sqlSkipFirst reads them.
 func skippedColumns(as []Attempt) []any {
@@ -445,19 +467,30 @@ func (p *Postgres) Heartbeat(ctx context.Context, tenant, keyHash string, fence 
 	return nil
 }
 
-// Complete implements Store.
-func (p *Postgres) Complete(ctx context.Context, tenant, keyHash string, fence int64, c Completion) error {
-	// The task and its final attempt in one statement: one commit.
-	q := `WITH t AS (
-		UPDATE tasks SET status = 'completed', lease_owner = '', lease_until = NULL,
-			expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now(),
-			prompt_tokens = $5, completion_tokens = $6, too_large = $7, error = '',
-			resp_status = $8, resp_content_type = $9, resp_body = $10
-		WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'
-			AND ($11::timestamptz IS NULL OR created_at = $11)
-		RETURNING id
+// sqlComplete stores the answer of the task and the final record of its
+// last attempt in one statement: one commit.
+var sqlComplete = `WITH t AS (
+	UPDATE tasks SET status = 'completed', lease_owner = '', lease_until = NULL,
+		expires_at = now() + $4::bigint * interval '1 microsecond', updated_at = now(),
+		prompt_tokens = $5, completion_tokens = $6, too_large = $7, error = '',
+		resp_status = $8, resp_content_type = $9, resp_body = $10
+	WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'
+		AND ($11::timestamptz IS NULL OR created_at = $11)
+	RETURNING id
 	), a AS (` + upsertAttempt(12, 3) + `)
 	SELECT count(*) FROM t`
+
+// Complete implements Store.
+func (p *Postgres) Complete(ctx context.Context, tenant, keyHash string, fence int64, c Completion) error {
+	err := p.group.do(ctx, sqlComplete, completeArgs(tenant, keyHash, fence, c), fencedCount)
+	if err != nil {
+		return fmt.Errorf("cannot complete task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
+	}
+	return nil
+}
+
+// completeArgs are the parameters of sqlComplete.
+func completeArgs(tenant, keyHash string, fence int64, c Completion) []any {
 	var generation *time.Time
 	if !c.Generation.IsZero() {
 		generation = &c.Generation
@@ -475,13 +508,9 @@ func (p *Postgres) Complete(ctx context.Context, tenant, keyHash string, fence i
 			body = []byte{} // NULL would read back as "no response"
 		}
 	}
-	args := append([]any{tenant, keyHash, fence, micros(c.TTL),
+	return append([]any{tenant, keyHash, fence, micros(c.TTL),
 		c.Usage.PromptTokens, c.Usage.CompletionTokens, c.TooLarge, status, contentType, body, generation},
 		attemptArgs(c.Attempt)...)
-	if err := fencedCount(p.pool.QueryRow(ctx, q, args...)); err != nil {
-		return fmt.Errorf("cannot complete task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
-	}
-	return nil
 }
 
 // Fail implements Store.
@@ -494,7 +523,7 @@ func (p *Postgres) Fail(ctx context.Context, tenant, keyHash string, fence int64
 	), a AS (` + upsertAttempt(6, 3) + `)
 	SELECT count(*) FROM t`
 	args := append([]any{tenant, keyHash, fence, micros(f.TTL), f.Reason}, attemptArgs(f.Attempt)...)
-	if err := fencedCount(p.pool.QueryRow(ctx, q, args...)); err != nil {
+	if err := p.group.do(ctx, q, args, fencedCount); err != nil {
 		return fmt.Errorf("cannot fail task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
 	}
 	return nil
@@ -689,6 +718,7 @@ func (p *Postgres) Ping(ctx context.Context) error {
 
 // Close implements Store; it waits for borrowed connections to return.
 func (p *Postgres) Close() error {
+	p.group.close()
 	p.pool.Close()
 	return nil
 }
