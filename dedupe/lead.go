@@ -257,39 +257,53 @@ func (t *Ticket) Fail(ctx context.Context, reason string) error {
 }
 
 // end closes the live streams, wakes waiters and releases the lock, in
-// that order, after the store holds the outcome.
+// that order, after the store holds the outcome. What goes to Redis is
+// done off the request path (issue 10): the outcome is durable already,
+// and until the lock is released a duplicate reads the store instead
+// (Coordinator.try), which replays it, so the answer need not wait for
+// two more Redis round trips. Shutdown waits for it (leaders).
 func (l *leader) end(errText string) {
 	l.endOnce.Do(func() {
 		close(l.stop)
 		<-l.halted
 		ctx, cancel := l.c.ctx(context.Background())
-		defer cancel()
 		ev := LiveEvent{End: true, Err: errText}
 		if l.req.Stream {
 			_ = l.c.local.Append(ctx, l.name, ev)
 			_ = l.c.local.Expire(ctx, l.name, localLinger)
 		}
-		if l.c.remote != nil && l.req.Stream && !l.c.redisSkipped() {
-			// Even after a failed append, try to end remote joiners now
-			// rather than at their watchdog.
-			err := l.c.remote.Append(ctx, l.name, ev)
-			if err == nil {
-				err = l.c.remote.Expire(ctx, l.name, remoteLinger)
-			}
-			if err != nil {
-				l.c.redisFailed(err)
-			}
-		}
 		_ = l.c.local.Publish(ctx, l.req.KeyHash)
-		if l.c.notifier != Notifier(l.c.local) && !l.c.redisSkipped() {
-			if err := l.c.notifier.Publish(ctx, l.req.KeyHash); err != nil {
-				l.c.redisFailed(err)
-			}
-		}
-		l.c.release(l.lock)
 		l.c.mu.Lock()
 		delete(l.c.running, l.name)
 		l.c.mu.Unlock()
-		l.c.leaders.Done()
+		cancel()
+		go l.endRemote(ev)
 	})
+}
+
+// endRemote ends remote joiners, releases the lock and wakes waiters on
+// other nodes.
+func (l *leader) endRemote(ev LiveEvent) {
+	defer l.c.leaders.Done()
+	ctx, cancel := l.c.ctx(context.Background())
+	defer cancel()
+	if l.c.remote != nil && l.req.Stream && !l.c.redisSkipped() {
+		// Even after a failed append, try to end remote joiners now
+		// rather than at their watchdog.
+		err := l.c.remote.Append(ctx, l.name, ev)
+		if err == nil {
+			err = l.c.remote.Expire(ctx, l.name, remoteLinger)
+		}
+		if err != nil {
+			l.c.redisFailed(err)
+		}
+	}
+	// Released before waking the other nodes: a woken waiter of a failed
+	// task can then take the lock and restart it at once.
+	l.c.release(l.lock)
+	if l.c.notifier != Notifier(l.c.local) && !l.c.redisSkipped() {
+		if err := l.c.notifier.Publish(ctx, l.req.KeyHash); err != nil {
+			l.c.redisFailed(err)
+		}
+	}
 }
