@@ -107,6 +107,8 @@ func measure(o *options) (*result, error) {
 		return newBench(o).hold()
 	case modeBegin:
 		return measureBegin(o)
+	case modeTasks:
+		return measureTasks(o)
 	}
 	b := newBench(o)
 	if o.mode == modeDup {
@@ -143,6 +145,9 @@ func measure(o *options) (*result, error) {
 	elapsed := time.Since(m.begin)
 	b.stop.Store(true)
 	wg.Wait()
+	if err == nil {
+		err = m.readWAL(&usage)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -367,6 +372,10 @@ func (r *result) print(w io.Writer, o *options) {
 	}
 	if r.usage.allocsMeasured {
 		fmt.Fprintf(w, "allocs      %.1f /request\n", r.usage.allocsPerRequest(r.total))
+	}
+	if r.usage.walMeasured {
+		fmt.Fprintf(w, "wal         %.2f commits and %.0f bytes per request\n",
+			perRequest(r.usage.wal.commits, r.ok), perRequest(r.usage.wal.bytes, r.ok))
 	}
 	if o.mode == modeDup {
 		fmt.Fprintf(w, "rounds      %d of %d requests, %d with differing answers\n", r.rounds, o.concurrency, r.split)

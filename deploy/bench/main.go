@@ -49,6 +49,7 @@ const (
 	modeDup     = "dup"
 	modeHold    = "hold"
 	modeBegin   = "begin"
+	modeTasks   = "tasks"
 )
 
 // options are the parsed flags of `bench load`.
@@ -85,8 +86,13 @@ type options struct {
 	idemKey string
 	// chunks is how many content chunks each stream must carry (0: any).
 	chunks int
-	// storeURL is the Postgres URL of -mode begin.
+	// storeURL is the Postgres URL of -mode begin and tasks.
 	storeURL string
+	// walURL is the database whose commits and WAL bytes per request
+	// are measured (pg_walinspect).
+	walURL string
+	// vs lists labels whose peak this line's req/s is also set against.
+	vs string
 }
 
 func main() {
@@ -159,7 +165,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		"same-key: one body and one Idempotency-Key (replays); derived: one body, no key (the gateway derives it; replays); "+
 		"dup: rounds of -concurrency simultaneous requests sharing a new key (one upstream call each); "+
 		"hold: -concurrency streams open at once, memory per stream from -pid's RSS; "+
-		"begin: the record store's Begin alone (Postgres at -store-url), the durable write in front of a new task")
+		"begin: the record store's Begin alone (Postgres at -store-url), the durable write in front of a new task; "+
+		"tasks: the Postgres store's SQL of a new task (Begin's insert, then Complete) from a plain pgx loop at -store-url, the write path's floor")
 	fs.StringVar(&o.key, "key", "", "client key sent as Authorization: Bearer (empty: none)")
 	fs.StringVar(&o.model, "model", "bench-model", "model name sent in the body")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of one request")
@@ -177,7 +184,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.jsonPath, "json", "", "append the run as one JSON record to this file")
 	fs.StringVar(&o.idemKey, "idem-key", "", "the Idempotency-Key of -mode same-key (default: a new one per run)")
 	fs.IntVar(&o.chunks, "chunks", 0, "content chunks every stream must carry (0: not checked)")
-	fs.StringVar(&o.storeURL, "store-url", "", "Postgres URL of -mode begin")
+	fs.StringVar(&o.storeURL, "store-url", "", "Postgres URL of -mode begin and tasks")
+	fs.StringVar(&o.walURL, "wal-url", "", "Postgres URL of the database whose commits and WAL bytes per request are measured (pg_walinspect, a superuser)")
+	fs.StringVar(&o.vs, "vs", "", "comma-separated labels whose peak req/s this line's is also compared with (in the notes)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -195,8 +204,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	switch {
-	case !oneOf(o.mode, modeUnique, modeSameKey, modeDerived, modeDup, modeHold, modeBegin):
-		return nil, fmt.Errorf("-mode must be unique, same-key, derived, dup, hold or begin, got %q", o.mode)
+	case !oneOf(o.mode, modeUnique, modeSameKey, modeDerived, modeDup, modeHold, modeBegin, modeTasks):
+		return nil, fmt.Errorf("-mode must be unique, same-key, derived, dup, hold, begin or tasks, got %q", o.mode)
 	case o.concurrency < 1 || o.concurrency > maxConcurrency:
 		return nil, fmt.Errorf("-concurrency must be between 1 and %d, got %d", maxConcurrency, o.concurrency)
 	case o.duration <= 0 || o.duration > maxDuration:
@@ -215,8 +224,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-rate-from and -rate-like need -json (the records they read)")
 	case !oneOf(o.phase, "peak", "latency"):
 		return nil, fmt.Errorf("-phase must be peak or latency, got %q", o.phase)
-	case o.mode == modeBegin && o.storeURL == "":
-		return nil, errors.New("-mode begin needs -store-url")
+	case (o.mode == modeBegin || o.mode == modeTasks) && o.storeURL == "":
+		return nil, fmt.Errorf("-mode %s needs -store-url", o.mode)
 	case o.chunks < 0:
 		return nil, fmt.Errorf("-chunks must not be negative, got %d", o.chunks)
 	}

@@ -150,6 +150,8 @@ func TestResolveRate(t *testing.T) {
 	}
 }
 
+func ptr(v float64) *float64 { return &v }
+
 func TestTable(t *testing.T) {
 	recs := []record{
 		{Label: "floor", Phase: "peak", RPS: 10000, CPU: 50, Allocs: -1, Errors: "none", Load1: 1.5, Time: "2026-01-02T03:04:05Z"},
@@ -157,6 +159,8 @@ func TestTable(t *testing.T) {
 		{Label: "dedupe off", Ref: "floor", Phase: "peak", RPS: 8500, CPU: 70, Allocs: 12, Errors: "none", Load1: 2.5},
 		{Label: "dedupe off", Ref: "floor", Phase: "latency", Rate: 5000, RPS: 4990, P50: 340, P99: 1500, CPU: -1, Allocs: -1, Errors: "none", Load1: 2},
 		{Label: "dup", Mode: modeDup, Concurrency: 60, Phase: "peak", RPS: 600, Rounds: 10, Split: 1, CPU: -1, Allocs: -1, Errors: "split-rounds=1", Load1: 2},
+		{Label: "write floor", Mode: modeTasks, Phase: "peak", RPS: 1000, CPU: -1, Allocs: -1, Commits: ptr(2.0), WALBytes: ptr(2100.4), Errors: "none", Load1: 2},
+		{Label: "pg new keys", Ref: "floor", Vs: "write floor", Phase: "peak", RPS: 900, CPU: -1, Allocs: -1, Commits: ptr(0.25), WALBytes: ptr(1900), Errors: "none", Load1: 2},
 	}
 	var b bytes.Buffer
 	writeTable(&b, recs)
@@ -166,6 +170,10 @@ func TestTable(t *testing.T) {
 		"load average 1.5 to 2.5",
 		"| dedupe off | 8500 | 0.85x floor | 5000/s | 340 µs / 1.50 ms | +40 µs / +600 µs | 70 | 1.40x | 12 |",
 		"10 rounds of 60 simultaneous requests per key, 1 with differing answers; errors: split-rounds=1",
+		"| write floor | 1000 |",
+		"| 2.00 commits and 2100 WAL bytes per task |",
+		"| pg new keys | 900 | 0.09x floor |",
+		"| 0.90x write floor; 0.25 commits and 1900 WAL bytes per task |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("table lacks %q:\n%s", want, out)

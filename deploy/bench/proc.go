@@ -25,6 +25,17 @@ type usage struct {
 	// MemStats.Mallocs) of the gateway, read from /debug/pprof/allocs.
 	allocsMeasured bool
 	allocs         int64
+	// walMeasured: wal is what the -wal-url database wrote meanwhile.
+	walMeasured bool
+	wal         walUsage
+}
+
+// perRequest is n per request, 0 without requests.
+func perRequest(n int64, requests int) float64 {
+	if requests == 0 {
+		return 0
+	}
+	return float64(n) / float64(requests)
 }
 
 func (u usage) cpuPerRequest(requests int) float64 {
@@ -48,6 +59,7 @@ type meter struct {
 	begin  time.Time
 	cpu    time.Duration
 	allocs int64
+	wal    *walMark
 }
 
 func startMeter(o *options) (*meter, error) {
@@ -60,6 +72,11 @@ func startMeter(o *options) (*meter, error) {
 	}
 	if o.pprof != "" {
 		if m.allocs, err = mallocs(o.pprof, o.adminKey); err != nil {
+			return nil, err
+		}
+	}
+	if o.walURL != "" {
+		if m.wal, err = startWAL(o.walURL); err != nil {
 			return nil, err
 		}
 	}
@@ -83,7 +100,25 @@ func (m *meter) stop() (usage, error) {
 		}
 		u.allocsMeasured, u.allocs = true, n-m.allocs
 	}
+	if m.wal != nil {
+		if err := m.wal.mark(); err != nil {
+			return u, err
+		}
+	}
 	return u, nil
+}
+
+// readWAL fills in the WAL of the window (-wal-url), once the load stopped.
+func (m *meter) readWAL(u *usage) error {
+	if m.wal == nil {
+		return nil
+	}
+	w, err := m.wal.read()
+	if err != nil {
+		return err
+	}
+	u.walMeasured, u.wal = true, w
+	return nil
 }
 
 // processCPU returns utime + stime of pid (all its threads).

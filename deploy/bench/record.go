@@ -35,17 +35,22 @@ type record struct {
 	// CPU is µs of the measured process per request, -1 when not measured.
 	CPU float64 `json:"cpu_us_per_req"`
 	// Allocs is heap allocations of the gateway per request, -1 when not measured.
-	Allocs   float64 `json:"allocs_per_req"`
-	Replayed int     `json:"replayed"`
-	Errors   string  `json:"errors"`
-	Rounds   int     `json:"rounds,omitempty"`
-	Split    int     `json:"split_rounds,omitempty"`
-	Held     int     `json:"held,omitempty"`
-	KiB      float64 `json:"kib_per_stream,omitempty"`
-	RSSBase  int64   `json:"rss_base_kib,omitempty"`
-	RSSPeak  int64   `json:"rss_peak_kib,omitempty"`
-	Load1    float64 `json:"load1"`
-	Time     string  `json:"time"`
+	Allocs float64 `json:"allocs_per_req"`
+	// Commits and WALBytes are the -wal-url database's per successful
+	// request (nil: not measured).
+	Commits  *float64 `json:"commits_per_req,omitempty"`
+	WALBytes *float64 `json:"wal_bytes_per_req,omitempty"`
+	Vs       string   `json:"vs,omitempty"`
+	Replayed int      `json:"replayed"`
+	Errors   string   `json:"errors"`
+	Rounds   int      `json:"rounds,omitempty"`
+	Split    int      `json:"split_rounds,omitempty"`
+	Held     int      `json:"held,omitempty"`
+	KiB      float64  `json:"kib_per_stream,omitempty"`
+	RSSBase  int64    `json:"rss_base_kib,omitempty"`
+	RSSPeak  int64    `json:"rss_peak_kib,omitempty"`
+	Load1    float64  `json:"load1"`
+	Time     string   `json:"time"`
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
@@ -57,7 +62,7 @@ func (r *result) record(o *options) record {
 		Requests: r.total, OK: r.ok, RPS: r.rps(),
 		P50: us(percentile(r.latencies, 50)), P99: us(percentile(r.latencies, 99)),
 		TTFB50: us(percentile(r.ttfbs, 50)), TTFB99: us(percentile(r.ttfbs, 99)),
-		CPU: -1, Allocs: -1, Replayed: r.replayed, Errors: r.errorText(),
+		CPU: -1, Allocs: -1, Vs: o.vs, Replayed: r.replayed, Errors: r.errorText(),
 		Rounds: r.rounds, Split: r.split, Held: r.held, RSSBase: r.rssBase, RSSPeak: r.rssPeak,
 		Load1: loadAverage(), Time: time.Now().UTC().Format(time.RFC3339),
 	}
@@ -69,6 +74,10 @@ func (r *result) record(o *options) record {
 	}
 	if r.usage.allocsMeasured {
 		rec.Allocs = r.usage.allocsPerRequest(r.total)
+	}
+	if r.usage.walMeasured {
+		c, b := perRequest(r.usage.wal.commits, r.ok), perRequest(r.usage.wal.bytes, r.ok)
+		rec.Commits, rec.WALBytes = &c, &b
 	}
 	return rec
 }

@@ -157,6 +157,11 @@ func writeRow(w io.Writer, recs []record, rw *row) {
 		if p.Allocs >= 0 {
 			cells[8] = fmt.Sprintf("%.0f", p.Allocs)
 		}
+		for _, v := range splitLabels(p.Vs) {
+			if vp, ok := peakOf(recs, v); ok && vp.RPS > 0 {
+				notes = append(notes, fmt.Sprintf("%.2fx %s", p.RPS/vp.RPS, v))
+			}
+		}
 		notes = append(notes, recordNotes(p)...)
 	}
 	if l := rw.latency; l != nil {
@@ -209,6 +214,9 @@ func recordNotes(r *record) []string {
 	}
 	if r.Stream && r.Mode != modeHold && r.TTFB50 > 0 {
 		notes = append(notes, "first byte at peak "+dur(r.TTFB50)+" / "+dur(r.TTFB99))
+	}
+	if r.Commits != nil && r.WALBytes != nil {
+		notes = append(notes, fmt.Sprintf("%.2f commits and %.0f WAL bytes per task", *r.Commits, *r.WALBytes))
 	}
 	if r.Errors != "none" && r.Errors != "" {
 		notes = append(notes, "errors: "+r.Errors)
