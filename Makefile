@@ -22,11 +22,11 @@ demo:
 	bash deploy/demo.sh
 
 # The README's performance table, measured against a bare proxy in one run
-# (about 4 minutes; BENCH_* knobs in deploy/bench/run.sh).
+# (about 8 minutes with the soak; BENCH_* knobs in deploy/bench/run.sh).
 bench:
 	bash deploy/bench/run.sh
 
-# A one-minute smoke run of the same suite; README.md is left alone.
+# A two-minute smoke run of the same suite; README.md is left alone.
 bench-short:
 	BENCH_SHORT=1 bash deploy/bench/run.sh
 

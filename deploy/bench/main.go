@@ -10,6 +10,9 @@
 //	bench readfloor a server answering every request with one indexed read
 //	                of a stored task: the floor of a replay
 //	bench table     turn the JSON records of a run into the README's table
+//	bench soak      new keys at a steady rate for minutes against a gateway
+//	                on Postgres, sampling table sizes, dead tuples and the
+//	                HOT share of heartbeats
 //
 // Flags without a subcommand mean `bench load`. The load tool refuses any
 // target that is not loopback, so that it can never be pointed at a real
@@ -112,8 +115,10 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 			return cmdReadFloor(rest, stderr)
 		case "table":
 			return cmdTable(rest, stdout, stderr)
+		case "soak":
+			return cmdSoak(rest, stdout, stderr)
 		}
-		fmt.Fprintf(stderr, "bench: unknown command %q (load, floor, readfloor, table)\n", cmd)
+		fmt.Fprintf(stderr, "bench: unknown command %q (load, floor, readfloor, table, soak)\n", cmd)
 		return 2
 	}
 	return run(args, stdout, stderr)

@@ -322,3 +322,26 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
 }
+
+func TestSoakVerdict(t *testing.T) {
+	at := func(kib int64, ins, upd, hot int64) tableSample {
+		return tableSample{taskHeap: kib * 1024, inserts: ins, updates: upd, hotUpdates: hot}
+	}
+	first := at(0, 0, 0, 0)
+	// 1000 tasks: 1000 completing updates and 3000 heartbeats, 2850 HOT.
+	last := at(0, 1000, 4000, 2850)
+	flat := []tableSample{at(100, 0, 0, 0), at(500, 0, 0, 0), at(900, 0, 0, 0), at(950, 0, 0, 0), at(940, 0, 0, 0), at(960, 0, 0, 0)}
+	got := soakVerdict(first, last, flat)
+	for _, want := range []string{"95.0% of 3000", "950 KiB at most in the middle third, 960 KiB in the last: +1.1% (plateau)"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("verdict %q lacks %q", got, want)
+		}
+	}
+	growing := []tableSample{at(100, 0, 0, 0), at(200, 0, 0, 0), at(300, 0, 0, 0), at(400, 0, 0, 0), at(500, 0, 0, 0), at(600, 0, 0, 0)}
+	if got := soakVerdict(first, last, growing); !strings.Contains(got, "(still growing)") {
+		t.Fatalf("verdict %q, want still growing", got)
+	}
+	if got := hotShare(first, first); got != "–" {
+		t.Fatalf("hotShare without heartbeats = %q", got)
+	}
+}

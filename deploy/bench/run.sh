@@ -17,6 +17,8 @@
 #   BENCH_README=0|1         write the table into README.md [1, 0 with BENCH_SHORT]
 #   BENCH_RECORDS=FILE       keep the JSON records of the run
 #   BENCH_PROFILE=DIR        save CPU and allocation profiles of each gateway peak run (slows it)
+#   BENCH_SOAK_DURATION      the soak's length [3m, 30s with BENCH_SHORT]
+#   BENCH_SOAK_RATE          the soak's new keys per second [100, 50 with BENCH_SHORT]
 #
 # A line of the table is one call below: `line LABEL REFS RATE_FROM PID URL
 # load-flags...` runs a closed-loop peak and a latency run at half the
@@ -29,9 +31,11 @@ short=${BENCH_SHORT:-0}
 if [ "$short" = 1 ]; then
   duration=${BENCH_DURATION:-1s}; lat_duration=${BENCH_LATENCY_DURATION:-1s}
   streams=${BENCH_STREAMS:-300}; readme=${BENCH_README:-0}
+  soak_duration=${BENCH_SOAK_DURATION:-30s}; soak_rate=${BENCH_SOAK_RATE:-50}; soak_every=5s; soak_ttl=10s
 else
   duration=${BENCH_DURATION:-6s}; lat_duration=${BENCH_LATENCY_DURATION:-4s}
   streams=${BENCH_STREAMS:-10000}; readme=${BENCH_README:-1}
+  soak_duration=${BENCH_SOAK_DURATION:-3m}; soak_rate=${BENCH_SOAK_RATE:-100}; soak_every=15s; soak_ttl=30s
 fi
 conc=${BENCH_CONCURRENCY:-32}
 hold_kind=${BENCH_HOLD:-embedded}
@@ -44,8 +48,10 @@ tmp=$(mktemp -d)
 records=${BENCH_RECORDS:-$tmp/records.jsonl}
 pids=()
 db_created=""
+soak_stop=""
 cleanup() {
   local pid
+  if [ -n "$soak_stop" ]; then $soak_stop >/dev/null 2>&1 || true; fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ -n "$db_created" ]; then
@@ -227,7 +233,13 @@ pg_store="store: {kind: postgres, url: \"$pg_url\"}
 lock: {kind: redis, redis: {addrs: [$redis_addr], key_prefix: \"$run_id:\"}}"
 gateway postgres "$pg_store"
 pg_pid=$gw_pid pg_gw_url=$gw_url
-line "Postgres + Redis, new keys" "floor" "floor" "$pg_pid" "$pg_gw_url" -mode unique
+# The write floor: the store's SQL for each new task from a plain pgx loop,
+# one statement and one commit at a time (the gateway created the schema).
+write_floor="Postgres write floor (plain pgx, same SQL)"
+echo "  $write_floor"
+load -label "$write_floor" -phase peak -mode tasks -store-url "$pg_url" -wal-url "$pg_url" -duration "$duration"
+load -label "$write_floor" -phase latency -rate-from "$write_floor" -mode tasks -store-url "$pg_url" -duration "$lat_duration"
+line "Postgres + Redis, new keys" "floor" "floor" "$pg_pid" "$pg_gw_url" -mode unique -vs "$write_floor" -wal-url "$pg_url"
 line "Postgres + Redis, replays" "read floor (Postgres),floor" "floor" "$pg_pid" "$pg_gw_url" -mode same-key -idem-key "replay-postgres-$run_id"
 read_floor "read floor (Postgres)" "Postgres + Redis, replays" -store postgres -url "$pg_url" -tenant bench -key "replay-postgres-$run_id"
 
@@ -257,12 +269,47 @@ echo "  $hold_label"
 load -label "$hold_label" -phase peak -mode hold -stream -concurrency "$streams" -rate 2000 -pid "$gw_pid" \
   -target "$gw_url" -model long-stream-40x500ms -chunks 40 -duration 2m -timeout 2m
 
+# --- soak: new keys at a steady rate on a Postgres of its own ------------------
+# The machine's shared server may run with autovacuum off (a test
+# server); a table's health is judged on one configured like production,
+# with autovacuum waking every 10 s rather than every minute so that a
+# few minutes see several passes.
+soak_postgres() {
+  local pg_bin as_pg="" port
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$pg_bin/initdb" ] || { echo "run.sh: no initdb for the soak's Postgres" >&2; return 1; }
+  mkdir -p "$tmp/soakpg"
+  if [ "$(id -u)" = 0 ]; then
+    as_pg="runuser -u postgres --"
+    chmod 755 "$tmp"
+    chown postgres "$tmp/soakpg"
+  fi
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  $as_pg "$pg_bin/initdb" -D "$tmp/soakpg" -U postgres -A trust >/dev/null
+  $as_pg "$pg_bin/pg_ctl" -D "$tmp/soakpg" -l "$tmp/soakpg/log" -w \
+    -o "-h 127.0.0.1 -p $port -k $tmp/soakpg -c autovacuum_naptime=10s" start >/dev/null
+  soak_stop="$as_pg $pg_bin/pg_ctl -D $tmp/soakpg -m fast stop"
+  soak_url="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+}
+stop "$gw_pid" # the held streams' gateway
+echo "  soak: $soak_rate new keys/s for $soak_duration, key_ttl $soak_ttl"
+soak_postgres
+gateway soak "store: {kind: postgres, url: \"$soak_url\"}
+dedupe: {key_ttl: $soak_ttl, lease: 3s, reap_interval: 2s}"
+"$tmp/bench" soak -target "$gw_url" -key "$key" -store-url "$soak_url" -rate "$soak_rate" \
+  -duration "$soak_duration" -every "$soak_every" -model slow >"$tmp/soak.txt" 2>&1 || { cat "$tmp/soak.txt" >&2; exit 1; }
+stop "$gw_pid"
+$soak_stop >/dev/null 2>&1 || true
+soak_stop=""
+
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 table="$tmp/table.md"
 "$tmp/bench" table "$records" >"$table"
 echo
 cat "$table"
+echo
+cat "$tmp/soak.txt"
 if [ "$readme" = 1 ]; then
   "$tmp/bench" table -readme README.md "$records"
-  echo "README.md updated"
+  echo "README.md updated (the soak's figures are above, not in it)"
 fi
