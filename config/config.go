@@ -227,6 +227,10 @@ type Route struct {
 	// connect, timeout, 429, 5xx, or a specific status. Default [connect, timeout, 429, 5xx].
 	FallbackOn []string `yaml:"fallback_on"`
 	Targets    []Target `yaml:"targets"`
+	// OnStreamCut is what a chat stream that breaks after its first byte
+	// does: error (end it with an error event) or continue (ask the next
+	// target to continue the text, DESIGN.md section 7). Default error.
+	OnStreamCut StreamCutMode `yaml:"on_stream_cut"`
 
 	// Fallback is FallbackOn compiled by Parse (or ApplyDefaults), so that
 	// a failed attempt does not parse the list again (not a YAML key).

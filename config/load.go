@@ -44,6 +44,7 @@ const (
 	DefaultLogLevel          = LogInfo
 	DefaultLogFormat         = LogJSON
 	DefaultProviderKind      = ProviderOpenAI
+	DefaultOnStreamCut       = StreamCutError
 	DefaultAnthropicVersion  = "2023-06-01"
 	DefaultMaxTokens         = 4096
 	DefaultTimeout           = 60 * time.Second
@@ -678,6 +679,7 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 			r.FallbackOn = DefaultFallbackOn()
 		}
 		r.Fallback = compileFallback(r.FallbackOn)
+		setDefault(&r.OnStreamCut, DefaultOnStreamCut, absent(fmt.Sprintf("routes[%d].on_stream_cut", i)))
 		for j := range r.Targets {
 			setDefault(&r.Targets[j].Weight, DefaultWeight, absent(fmt.Sprintf("routes[%d].targets[%d].weight", i, j)))
 		}

@@ -113,6 +113,23 @@ const (
 	ProviderAnthropic ProviderKind = "anthropic"
 )
 
+// StreamCutMode is routes[].on_stream_cut.
+type StreamCutMode string
+
+// routes[].on_stream_cut values.
+const (
+	// StreamCutError ends a stream cut after its first byte with an SSE
+	// error event.
+	StreamCutError StreamCutMode = "error"
+	// StreamCutContinue asks the next target to continue a cut text-only
+	// chat stream, and relays the continuation in the same stream.
+	StreamCutContinue StreamCutMode = "continue"
+)
+
+// ContinuesCutStreams reports whether a cut chat stream is continued on
+// the next target (on_stream_cut: continue).
+func (r *Route) ContinuesCutStreams() bool { return r.OnStreamCut == StreamCutContinue }
+
 // Open reports whether auth.mode is none: no keys, one tenant.
 func (a Auth) Open() bool { return a.Mode == AuthNone }
 

@@ -315,6 +315,7 @@ func (c *Config) validateRoutes(v *validator) {
 				v.errorf(fmt.Sprintf("%s.fallback_on[%d]", path, j), "must be connect, timeout, 4xx, 5xx or an HTTP status such as 429, got %q", f)
 			}
 		}
+		oneOf(v, path+".on_stream_cut", r.OnStreamCut, StreamCutError, StreamCutContinue)
 		if len(r.Targets) == 0 {
 			v.errorf(path+".targets", "at least one target is required")
 		}

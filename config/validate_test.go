@@ -96,6 +96,9 @@ func TestValidate(t *testing.T) {
 	f(strings.Replace(minimal, "{model: m,", "{model: m, fallback_on: [4290],", 1), `routes[0].fallback_on[0]: must be connect`)
 	f(strings.Replace(minimal, "{model: m,", "{model: m, fallback_on: [99],", 1), `routes[0].fallback_on[0]: must be connect`)
 	f(strings.Replace(minimal, "  - {model", "  - null\n  - {model", 1), `gateway.yaml:5: routes[0]: is empty`)
+	// on_stream_cut (issue 15) is a mode, not free text.
+	f(strings.Replace(minimal, "{model: m,", "{model: m, on_stream_cut: retry,", 1), `gateway.yaml:5: routes[0].on_stream_cut: must be one of error, continue, got "retry"`)
+	f(strings.Replace(minimal, "{model: m,", "{model: m, on_stream_cut: \"\",", 1), `gateway.yaml:5: routes[0].on_stream_cut: must be one of error, continue, got ""`)
 
 	// pricing
 	f(minimal+"pricing:\n  gpt-4o: {prompt_per_1m: -1, completion_per_1m: 2}\n", `gateway.yaml:7: pricing.gpt-4o.prompt_per_1m: must not be negative, got -1`)
@@ -115,6 +118,8 @@ func TestValidateAccepts(t *testing.T) {
 	f(strings.Replace(minimal, "{model: m,", "{model: m, fallback_on: [CONNECT, 4XX, 503, 400],", 1))
 	f(minimal + "pricing:\n  gpt-4o: {prompt_per_1m: 2.5, completion_per_1m: 10}\n")
 	f(minimal + "dedupe: {derive: off, derive_fields: [model, messages], enabled: false}\n")
+	f(strings.Replace(minimal, "{model: m,", "{model: m, on_stream_cut: continue,", 1))
+	f(strings.Replace(minimal, "{model: m,", "{model: m, on_stream_cut: error,", 1))
 	// kind anthropic with its defaults, and with every key written out.
 	f(strings.Replace(minimal, "{base_url: \"http://127.0.0.1:1/v1\"}", "{kind: anthropic, base_url: \"https://api.anthropic.com\"}", 1))
 	f(strings.Replace(minimal, "{base_url: \"http://127.0.0.1:1/v1\"}", "{kind: anthropic, base_url: \"https://api.anthropic.com\", anthropic_version: \"2024-10-22\", default_max_tokens: 1024}", 1))

@@ -414,36 +414,40 @@ func skippedColumns(as []Attempt) []any {
 
 // attemptColumns are the columns an attempt row is written with, in the
 // order of attemptArgs.
-const attemptColumns = `n, provider, model, outcome, http_status, error, started_at, duration_ms, prompt_tokens, completion_tokens`
+const attemptColumns = `n, provider, model, outcome, http_status, error, started_at, duration_ms, prompt_tokens, completion_tokens, continues`
+
+// attemptParams is the number of parameters of one attempt (attemptArgs).
+const attemptParams = 11
 
 // upsertAttempt writes the attempt given as parameters $first.. (in
 // attemptArgs order) of the task the CTE t returned, at fence $fence: a
 // new row, or the final version of its started row. n = 0 writes nothing.
 func upsertAttempt(first, fence int) string {
-	ps := make([]any, 10)
+	ps := make([]any, attemptParams)
 	for i := range ps {
 		ps[i] = first + i
 	}
 	return fmt.Sprintf(`INSERT INTO attempts (task_id, fence, `+attemptColumns+`)
-		SELECT t.id, $%d::bigint, $%d::int, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d FROM t WHERE $%d::int > 0
+		SELECT t.id, $%d::bigint, $%d::int, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d::int FROM t WHERE $%d::int > 0
 		ON CONFLICT (task_id, n) DO UPDATE SET provider = EXCLUDED.provider, model = EXCLUDED.model,
 			outcome = EXCLUDED.outcome, http_status = EXCLUDED.http_status, error = EXCLUDED.error,
 			started_at = EXCLUDED.started_at, duration_ms = EXCLUDED.duration_ms,
-			prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens
+			prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens,
+			continues = EXCLUDED.continues
 		WHERE attempts.fence = EXCLUDED.fence`, append([]any{fence}, append(ps, first)...)...)
 }
 
 // attemptArgs are the parameters of upsertAttempt; nil writes nothing.
 func attemptArgs(a *Attempt) []any {
 	if a == nil {
-		return []any{0, "", "", "", 0, "", time.Time{}, int64(0), int64(0), int64(0)}
+		return []any{0, "", "", "", 0, "", time.Time{}, int64(0), int64(0), int64(0), 0}
 	}
 	startedAt := a.StartedAt
 	if startedAt.IsZero() {
 		startedAt = time.Now()
 	}
 	return []any{a.N, a.Provider, a.Model, a.Outcome, a.HTTPStatus, a.Error, startedAt,
-		a.DurationMS, a.Usage.PromptTokens, a.Usage.CompletionTokens}
+		a.DurationMS, a.Usage.PromptTokens, a.Usage.CompletionTokens, a.Continues}
 }
 
 // fenced turns "no row matched the fence" into ErrFenced.
@@ -539,7 +543,7 @@ func (p *Postgres) StartAttempt(ctx context.Context, tenant, keyHash string, fen
 		WHERE tenant = $1 AND key_hash = $2 AND fence = $3 AND status = 'processing'
 		RETURNING id
 	), f AS (` + upsertAttempt(5, 3) + `
-	), s AS (` + upsertAttempt(15, 3) + `)
+	), s AS (` + upsertAttempt(5+attemptParams, 3) + `)
 	SELECT count(*) FROM t`
 	next := startedAttempt(st.Next, st.Next.N, fence, time.Now())
 	args := append([]any{tenant, keyHash, fence, micros(st.Lease)}, attemptArgs(st.Finished)...)
@@ -573,7 +577,7 @@ func (p *Postgres) Get(ctx context.Context, tenant, keyHash string) (Task, []Att
 		return Task{}, nil, fmt.Errorf("cannot get task %q: %w", taskName(tenant, keyHash), err)
 	}
 	const q = `SELECT n, fence, provider, model, outcome, http_status, error, started_at, duration_ms,
-		prompt_tokens, completion_tokens
+		prompt_tokens, completion_tokens, continues
 	FROM attempts WHERE task_id = $1 ORDER BY n`
 	rows, err := p.pool.Query(ctx, q, id)
 	if err != nil {
@@ -581,10 +585,10 @@ func (p *Postgres) Get(ctx context.Context, tenant, keyHash string) (Task, []Att
 	}
 	attempts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Attempt, error) {
 		var a Attempt
-		var n, httpStatus int32
+		var n, httpStatus, continues int32
 		err := row.Scan(&n, &a.Fence, &a.Provider, &a.Model, &a.Outcome, &httpStatus, &a.Error,
-			&a.StartedAt, &a.DurationMS, &a.Usage.PromptTokens, &a.Usage.CompletionTokens)
-		a.N, a.HTTPStatus = int(n), int(httpStatus)
+			&a.StartedAt, &a.DurationMS, &a.Usage.PromptTokens, &a.Usage.CompletionTokens, &continues)
+		a.N, a.HTTPStatus, a.Continues = int(n), int(httpStatus), int(continues)
 		return a, err
 	})
 	if err != nil {

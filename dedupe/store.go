@@ -85,6 +85,9 @@ type Attempt struct {
 	StartedAt  time.Time `json:"started_at"`
 	DurationMS int64     `json:"duration_ms"`
 	Usage      Usage     `json:"usage"`
+	// Continues is the number N of the cut stream attempt this one
+	// continues (on_stream_cut: continue, issue 15); 0 for the others.
+	Continues int `json:"continues,omitempty"`
 }
 
 // Verdict is what Store.Begin found for a key: the state of its row, which

@@ -24,7 +24,7 @@ func upstreamUsage(u dedupe.Usage) upstreams.Usage {
 func recordedAttempt(a upstreams.Attempt) dedupe.Attempt {
 	return dedupe.Attempt{
 		Provider: a.Provider, Model: a.Model, Outcome: string(a.Outcome), HTTPStatus: a.HTTPStatus, Error: a.Error,
-		StartedAt: a.Start, DurationMS: a.Duration.Milliseconds(), Usage: recordedUsage(a.Usage),
+		StartedAt: a.Start, DurationMS: a.Duration.Milliseconds(), Usage: recordedUsage(a.Usage), Continues: a.Continues,
 	}
 }
 

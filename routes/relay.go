@@ -199,6 +199,8 @@ func (s *Server) pump(c *call, t *dedupe.Ticket, res *upstreams.Result, cancel c
 		}
 		t.Publish(ev)
 	}
+	// A continued stream (on_stream_cut: continue) made more attempts.
+	c.attempts = len(res.Attempts)
 	c.usage = recordedUsage(res.Stream.Usage())
 	if cut != nil {
 		if held != nil {
@@ -223,7 +225,7 @@ func (s *Server) relayDirect(sw *sseWriter, c *call, res *upstreams.Result) {
 			break
 		}
 		if err != nil {
-			c.err = err
+			c.err, c.attempts = err, len(res.Attempts)
 			_ = sw.fail("the upstream stream was interrupted: " + err.Error())
 			return
 		}
@@ -231,6 +233,7 @@ func (s *Server) relayDirect(sw *sseWriter, c *call, res *upstreams.Result) {
 			return // client gone; nothing is recorded, so stop paying
 		}
 	}
+	c.attempts = len(res.Attempts)
 	c.usage = recordedUsage(res.Stream.Usage())
 }
 

@@ -42,6 +42,10 @@ type Attempt struct {
 	// TTFB is the time to the first response byte (0 when none arrived).
 	TTFB  time.Duration
 	Usage Usage
+	// Continues is the number (1-based, in the request's attempts) of the
+	// cut stream attempt this one continues (on_stream_cut: continue);
+	// 0 for a plain attempt.
+	Continues int
 }
 
 // Usage is what the upstream reported in its usage object.
@@ -174,7 +178,7 @@ func (c *Chain) try(ctx context.Context, t Target, d breaker.Decision, pr prepar
 	a.record().TTFB = rep.ttfb
 	if req.Stream && isEventStream(rep.contentType) {
 		res.Stream = &Stream{br: rep.body, release: rep.release, finish: a.finish, provider: t.Provider.Name, needsDone: true,
-			anthropic: t.Provider.dialect == DialectAnthropic, tr: pr.streamTranslator(req.Body)}
+			anthropic: t.Provider.dialect == DialectAnthropic, tr: pr.streamTranslator(req.Body), row: a.idx}
 		if pr.conv != passThrough {
 			res.ContentType = "text/event-stream"
 		}
@@ -190,7 +194,7 @@ func (c *Chain) newAttempt(t Target, pr prepared, req Request, res *Result) *att
 		a.label = c.Route.Model
 	}
 	a.idx = len(res.Attempts)
-	res.Attempts = append(res.Attempts, Attempt{Provider: t.Provider.Name, Model: a.model, Outcome: OutcomeStarted, Start: time.Now()})
+	res.Attempts = append(res.Attempts, Attempt{Provider: t.Provider.Name, Model: a.model, Outcome: OutcomeStarted, Start: time.Now(), Continues: req.continues})
 	return a
 }
 

@@ -73,6 +73,9 @@ type Request struct {
 	MaxAttempts int
 	// Tracer, when set, opens a span per ledger row (upstreams/trace.go).
 	Tracer Tracer
+	// continues is the attempt number a continuation's calls continue
+	// (Attempt.Continues); set by the chain only.
+	continues int
 }
 
 // Result is the answer of the target that answered. For a final upstream

@@ -36,30 +36,51 @@ type pass struct {
 	refused error
 	// prev is the provider reached last, for gateway_fallbacks_total.
 	prev string
+	// order is the request's order of the targets, and pos the index in
+	// it of the next one to try (a continuation starts there).
+	order []int
+	pos   int
 }
 
 // Do calls the targets in order until one answers with a 2xx or a
 // failure that fallback_on does not cover. It returns the last *Error when
 // every target failed, an *Error wrapping ErrNoUsableTarget when none could
-// be called; Result.Attempts is filled in every case.
+// be called; Result.Attempts is filled in every case. With on_stream_cut:
+// continue, a chat stream that is cut goes on with the targets after the
+// one that answered (see resume).
 func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
 	p := &pass{c: c, ctx: ctx, req: req, res: &Result{}, left: c.maxAttempts}
 	if req.MaxAttempts > 0 && req.MaxAttempts < p.left {
 		p.left = req.MaxAttempts
 	}
+	err := p.run()
+	if s := p.res.Stream; err == nil && s != nil && c.Route.ContinuesCutStreams() && continuable(req.Path, req.Body) {
+		s.splice = &splice{cur: s, resume: p.resume}
+	}
+	return p.res, err
+}
+
+// run goes through the request's plan: its skipped targets, then the
+// others in order, then, when none could be called, the open target that
+// closes first.
+func (p *pass) run() error {
+	c, req := p.c, p.req
 	pl := req.Plan
 	recorded := len(pl.Order) == len(c.Targets)
 	if !recorded {
 		pl = c.Plan(req.Path, req.Model)
 	}
+	p.order = pl.Order
 	for k, s := range pl.skips {
 		if done, err := p.planned(s, pl.Skipped[k], recorded); done {
-			return p.res, err
+			return err
 		}
 	}
-	for _, i := range pl.Order[len(pl.skips):] {
-		if done, err := p.target(c.Targets[i]); done {
-			return p.res, err
+	for p.pos = len(pl.skips); p.pos < len(p.order); {
+		t := c.Targets[p.order[p.pos]]
+		p.pos++
+		if done, err := p.target(t); done {
+			return err
 		}
 	}
 	if p.calls == 0 {
@@ -70,17 +91,72 @@ func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
 			t := p.openT[k]
 			pr, err := c.prepare(t, req)
 			if err != nil {
-				return p.res, p.unprepared(t, err)
+				return p.unprepared(t, err)
 			}
-			d := c.breaker.Force(ctx, p.open[k])
+			d := c.breaker.Force(p.ctx, p.open[k])
 			if done, err := p.call(t, d, pr); done {
-				return p.res, err
+				return err
 			}
 		} else if p.last == nil {
-			return p.res, p.noUsableTarget()
+			return p.noUsableTarget()
 		}
 	}
-	return p.res, p.final()
+	return p.final()
+}
+
+// resume continues a cut chat stream (on_stream_cut: continue): the
+// targets after the one that answered, in the request's order, breakers
+// and the attempt budget as for any fallback, are asked to continue text,
+// until one answers with a stream, which it returns. Its rows go into the
+// request's attempts with Continues set to cut's attempt number.
+func (p *pass) resume(text string, cut *Stream) (*Stream, error) {
+	if err := p.ctx.Err(); err != nil {
+		return nil, err
+	}
+	if p.left <= 0 {
+		return nil, fmt.Errorf("max_attempts reached after %d attempts", p.calls)
+	}
+	body, err := continuationBody(p.req.Body, text)
+	if err != nil {
+		return nil, err
+	}
+	req := p.req
+	req.Body, req.continues = body, cut.row+1
+	if req.IdempotencyKey != "" {
+		// Another body: a provider that honours the key must not take it
+		// for a retry of the first call.
+		req.IdempotencyKey = fmt.Sprintf("%s/continue-%d", req.IdempotencyKey, req.continues)
+	}
+	// The caller may still read the Result's answer fields (status,
+	// provider) on another goroutine: a continuation fills a Result of its
+	// own, and only its attempts come back. The rows of the attempts that
+	// ended are final by now, and the one running keeps writing into the
+	// same array, which nothing appends to until it ended.
+	real, own := p.res, &Result{Attempts: p.res.Attempts}
+	orig := p.req
+	p.req, p.res, p.last = req, own, nil
+	defer func() {
+		real.Attempts = own.Attempts
+		p.req, p.res = orig, real
+	}()
+	for p.pos < len(p.order) {
+		t := p.c.Targets[p.order[p.pos]]
+		p.pos++
+		done, err := p.target(t)
+		switch {
+		case !done:
+			continue
+		case err != nil:
+			return nil, err
+		case own.Stream == nil:
+			return nil, fmt.Errorf("%s answered %d without a stream", own.Provider, own.Status)
+		}
+		return own.Stream, nil
+	}
+	if p.last != nil {
+		return nil, p.last
+	}
+	return nil, errors.New("no target left after it")
 }
 
 // target tries one target. done reports that the request has its answer

@@ -38,13 +38,27 @@ type Stream struct {
 	usage   Usage
 	ended   bool
 	buf     bytes.Buffer
+	// row is the attempt's index in Result.Attempts.
+	row int
+	// splice, when set, continues the stream on other targets once it is
+	// cut (on_stream_cut: continue); Next, Usage and Close go through it.
+	splice *splice
 }
 
 // Next returns the next SSE event without the blank line that ends it,
 // in the client's dialect. It returns io.EOF after a clean end, and an
 // *Error when the upstream cut the stream, timed out, reported an error
-// or sent an event that does not translate.
+// or sent an event that does not translate (and, with on_stream_cut:
+// continue, no other target could continue it).
 func (s *Stream) Next() ([]byte, error) {
+	if s.splice != nil {
+		return s.splice.next()
+	}
+	return s.segment()
+}
+
+// segment is Next for one attempt's stream.
+func (s *Stream) segment() ([]byte, error) {
 	for {
 		if len(s.pending) > 0 {
 			ev := s.pending[0]
@@ -179,11 +193,21 @@ func (s *Stream) end(err *Error) error {
 	return io.EOF
 }
 
-// Usage is the usage reported so far (the final chunk's, once ended).
-func (s *Stream) Usage() Usage { return s.usage }
+// Usage is the usage reported so far (the final chunk's, once ended);
+// for a continued stream, the sum of its attempts'.
+func (s *Stream) Usage() Usage {
+	if s.splice != nil {
+		return s.splice.usage()
+	}
+	return s.usage
+}
 
 // Close abandons the stream (its attempt is recorded as an error).
 func (s *Stream) Close() {
+	if s.splice != nil && s.splice.cur != s {
+		s.splice.cur.Close()
+		return
+	}
 	if !s.ended {
 		_ = s.end(&Error{Provider: s.provider, Err: ErrStreamAbandoned})
 	}

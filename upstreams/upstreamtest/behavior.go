@@ -65,6 +65,20 @@ type Behavior struct {
 	ToolName string
 	// ToolInput is the tool call's input, a JSON object; "" means {}.
 	ToolInput string
+	// Continue makes a chat answer the continuation of a cut one, as the
+	// gateway asks for it with on_stream_cut: continue: the text of the
+	// request's last assistant message, which must be followed by a user
+	// turn, must be a prefix of Content (else 400), and the answer is the
+	// rest of Content. Without an assistant message the answer is Content.
+	Continue bool
+	// RepeatWords, with Continue, starts the answer with the last
+	// RepeatWords words of that assistant message (a word cut short counts
+	// as one), as a model that repeats itself does.
+	RepeatWords int
+	// UsageEveryChunk adds the usage so far to every content chunk of a
+	// stream (as vLLM's continuous_usage_stats does), so that a stream cut
+	// before its end has reported some.
+	UsageEveryChunk bool
 }
 
 // conventionFor returns the behavior implied by a model name, for demos

@@ -16,9 +16,10 @@ const maxBodyBytes = 64 << 20
 
 // requestFields are the only body fields the fake reads.
 type requestFields struct {
-	Model  string          `json:"model"`
-	Stream bool            `json:"stream"`
-	Input  json.RawMessage `json:"input"`
+	Model    string          `json:"model"`
+	Stream   bool            `json:"stream"`
+	Input    json.RawMessage `json:"input"`
+	Messages json.RawMessage `json:"messages"`
 }
 
 // call is one completion-like call being answered.
@@ -81,6 +82,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.b = s.behaviorFor(f.Model)
+	if c.b.Continue {
+		content, err := continuation(c.b, f.Messages)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		c.b.Content = content
+	}
 	if c.b.RetryAfter != "" {
 		w.Header().Set("Retry-After", c.b.RetryAfter)
 	}

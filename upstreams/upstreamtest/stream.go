@@ -86,6 +86,10 @@ func (c *call) stream(enc chunkEncoder) {
 		}
 		buf = append(buf[:0], prefix...)
 		buf = enc.delta(buf, i, text)
+		if c.b.UsageEveryChunk {
+			buf = append(buf, `,"usage":`...)
+			buf = appendUsage(buf, c.b.promptTokens(), i+1)
+		}
 		buf = append(buf, "}\n\n"...)
 		if _, err := c.w.Write(buf); err != nil {
 			panic(http.ErrAbortHandler)

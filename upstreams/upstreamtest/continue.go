@@ -1,0 +1,51 @@
+package upstreamtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode"
+)
+
+// continuation is the content of a Continue answer to a request with the
+// given messages (see Behavior.Continue).
+func continuation(b Behavior, messages json.RawMessage) (string, error) {
+	var msgs []struct {
+		Role    string `json:"role"`
+		Content string `json:"content"`
+	}
+	if err := json.Unmarshal(messages, &msgs); err != nil {
+		return "", fmt.Errorf("fake upstream cannot read the messages of a continuation: %s", err)
+	}
+	last := -1
+	for i, m := range msgs {
+		if m.Role == "assistant" {
+			last = i
+		}
+	}
+	if last < 0 {
+		return b.Content, nil
+	}
+	if last+1 >= len(msgs) || msgs[last+1].Role != "user" || strings.TrimSpace(msgs[last+1].Content) == "" {
+		return "", fmt.Errorf("fake upstream: a continuation must ask in a user turn after the assistant's")
+	}
+	sent := msgs[last].Content
+	if !strings.HasPrefix(b.Content, sent) {
+		return "", fmt.Errorf("fake upstream: the assistant text %q is not the start of the scripted content", sent)
+	}
+	return b.Content[repeatStart(sent, b.RepeatWords):], nil
+}
+
+// repeatStart is where the last n words of text start (len(text) for 0).
+func repeatStart(text string, n int) int {
+	i := len(text)
+	for ; n > 0 && i > 0; n-- {
+		for i > 0 && unicode.IsSpace(rune(text[i-1])) {
+			i--
+		}
+		for i > 0 && !unicode.IsSpace(rune(text[i-1])) {
+			i--
+		}
+	}
+	return i
+}
