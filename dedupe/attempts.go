@@ -20,6 +20,9 @@ type ledger struct {
 	// it ended, until written.
 	current Attempt
 	final   *Attempt
+	// base is the number N of this leader's first row: the chain counts
+	// its attempts from 1, the task's ledger across every leader.
+	base int
 }
 
 // StartAttempt records attempt a as started before its call goes out,
@@ -40,6 +43,7 @@ func (t *Ticket) StartAttempt(ctx context.Context, a Attempt) error {
 		return ErrFenced
 	}
 	st := AttemptStart{Lease: l.c.opts.Lease}
+	a.Continues = g.number(a.Continues)
 	if !g.claimed {
 		g.claimed = true
 		if a.Provider == g.current.Provider && a.Model == g.current.Model {
@@ -75,7 +79,18 @@ func (t *Ticket) FinishAttempt(a Attempt) {
 		return
 	}
 	a.N, a.Fence = g.current.N, l.fence
+	a.Continues = g.number(a.Continues)
 	g.final = &a
+}
+
+// number is the N of the k-th attempt of this leader (k from 1); 0 stays
+// 0. It turns what the chain knows of a continued stream (Continues, the
+// position of the cut attempt among its own) into the ledger's number.
+func (g *ledger) number(k int) int {
+	if k <= 0 {
+		return 0
+	}
+	return g.base + k - 1
 }
 
 // ended is the final record of the current attempt. One that never

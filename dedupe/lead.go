@@ -48,6 +48,8 @@ func (c *Coordinator) newLeader(r Request, task Task, started *Attempt, lock Loc
 		stop: make(chan struct{}), halted: make(chan struct{}), started: time.Now(), generation: task.CreatedAt}
 	if started != nil {
 		l.ledger.on, l.ledger.current = true, *started
+		// Begin wrote the skipped rows right before the first call's.
+		l.ledger.base = started.N - len(r.Skipped)
 	}
 	if r.Stream {
 		c.local.Open(l.name)

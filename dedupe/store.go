@@ -87,6 +87,8 @@ type Attempt struct {
 	Usage      Usage     `json:"usage"`
 	// Continues is the number N of the cut stream attempt this one
 	// continues (on_stream_cut: continue, issue 15); 0 for the others.
+	// A leader's Ticket takes it as the position of that attempt among
+	// the leader's own (from 1, as the chain counts) and stores its N.
 	Continues int `json:"continues,omitempty"`
 }
 

@@ -223,3 +223,48 @@ func TestStreamCutToolCallNotContinued(t *testing.T) {
 		t.Fatalf("task %v", task)
 	}
 }
+
+// continues names the ledger's number of the cut attempt, also in a
+// later generation of the task, whose rows follow the earlier ones.
+func TestStreamCutContinuesNumbering(t *testing.T) {
+	for _, store := range []string{"embedded", "postgres"} {
+		t.Run(store, func(t *testing.T) {
+			fake := startFake(t)
+			extra := continueRoutes
+			if store == "postgres" {
+				extra = newCluster(t).yaml(t, "") + extra
+			}
+			g := startGateway(t, testConfig(t, fake.URL, extra))
+			key := "numbering-" + store
+			body := `{"model":"m","messages":[{"role":"user","content":"a story"}],"stream":true}`
+			// Generation 1 fails with a 400 (not a fallback): one row.
+			fake.SetBehavior("first", upstreamtest.Behavior{Status: 400})
+			r1 := openStream(t, g.URL, body, "Idempotency-Key", key)
+			if _, _ = io.ReadAll(r1.Body); r1.StatusCode != 400 {
+				t.Fatalf("generation 1: %d", r1.StatusCode)
+			}
+			// Generation 2 is cut and continued: rows 2 and 3.
+			fake.SetBehavior("first", upstreamtest.Behavior{Content: continueStory, Chunks: 10, DropAfter: 4})
+			fake.SetBehavior("second", upstreamtest.Behavior{Content: continueStory, Chunks: 5, Continue: true, RepeatWords: 1})
+			r2 := openStream(t, g.URL, body, "Idempotency-Key", key)
+			raw, _ := io.ReadAll(r2.Body)
+			if tr := parseTranscript(t, raw); tr.text != continueStory || tr.done != 1 {
+				t.Fatalf("generation 2:\n%s", raw)
+			}
+			waitFor(t, 10*time.Second, "the task to complete", func() bool {
+				_, task := adminTask(t, g.URL, key, "team-a")
+				return task["status"] == "completed"
+			})
+			_, task := adminTask(t, g.URL, key, "team-a")
+			attempts, _ := task["attempts"].([]any)
+			var got []string
+			for _, a := range attempts {
+				m := a.(map[string]any)
+				got = append(got, fmt.Sprintf("%v:%v:%v:%v", m["n"], m["fence"], m["outcome"], m["continues"]))
+			}
+			if want := "1:1:error:<nil> 2:2:cut:<nil> 3:2:success:2"; strings.Join(got, " ") != want {
+				t.Fatalf("ledger %v, want %s", got, want)
+			}
+		})
+	}
+}
