@@ -211,3 +211,42 @@ store: {kind: embedded, path: ./gw.db}
 		}
 	}
 }
+
+// The tracing block (issue 16): every mistake with its line, and the
+// exporter's headers printed redacted.
+func TestCheckTracing(t *testing.T) {
+	const base = `auth: {mode: none}
+providers:
+  p: {base_url: "http://127.0.0.1:9/v1", api_key: sk-upstream-secret}
+routes:
+  - {model: m, targets: [{provider: p}]}
+store: {kind: embedded, path: ./gw.db}
+`
+	path := writeConfigFile(t, base+`tracing:
+  otlp_endpoint: "collector:4318"
+  sample_ratio: 2
+  headers: {"X Key": v}
+`)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "-config", path}, &out, &errOut); code != 1 {
+		t.Fatalf("check exit code = %d, want 1\nstderr: %s", code, errOut.String())
+	}
+	for _, want := range []string{
+		path + `:8: tracing.otlp_endpoint: must be an http or https URL with a host, got "collector:4318"`,
+		path + `:9: tracing.sample_ratio: must be between 0 and 1, got 2`,
+		path + `:10: tracing.headers.X Key: header name "X Key" must be a token`,
+	} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, errOut.String())
+		}
+	}
+	path = writeConfigFile(t, base+"tracing: {otlp_endpoint: \"http://127.0.0.1:4318\", sample_ratio: 0.1, headers: {Authorization: \"Bearer otel-key-secret-1\"}}\n")
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"check", "-config", path}, &out, &errOut); code != 0 {
+		t.Fatalf("check exit code = %d, want 0\nstderr: %s", code, errOut.String())
+	}
+	if s := out.String(); strings.Contains(s, "otel-key-secret-1") || !strings.Contains(s, "sample_ratio: 0.1") || !strings.Contains(s, "Authorization: <redacted>") {
+		t.Fatalf("check printed:\n%s", s)
+	}
+}
