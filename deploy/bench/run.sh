@@ -235,7 +235,7 @@ gateway postgres "$pg_store"
 pg_pid=$gw_pid pg_gw_url=$gw_url
 # The write floor: the store's SQL for each new task from a plain pgx loop,
 # one statement and one commit at a time (the gateway created the schema).
-write_floor="Postgres write floor (plain pgx, same SQL)"
+write_floor="Postgres write floor (plain pgx)"
 echo "  $write_floor"
 load -label "$write_floor" -phase peak -mode tasks -store-url "$pg_url" -wal-url "$pg_url" -duration "$duration"
 load -label "$write_floor" -phase latency -rate-from "$write_floor" -mode tasks -store-url "$pg_url" -duration "$lat_duration"

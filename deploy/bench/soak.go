@@ -128,17 +128,22 @@ type tableSample struct {
 	attemptHeap, attemptIdx       int64
 	inserts, updates, hotUpdates  int64
 	vacuums                       int64
+	// processing is the tasks in flight: inserted, not yet completed.
+	processing int64
 }
 
 // sampleTables reads sizes (heap with TOAST, and indexes) and the
 // statistics collector's counters. Each new-key task is one insert, its
 // heartbeats, and one completing update (never HOT: it changes status and
-// expires_at, which indexes use), so updates - inserts counts heartbeats.
+// expires_at, which indexes use), so the heartbeats of a window are its
+// updates less its completions, which are its inserts less the growth of
+// the tasks in flight.
 func sampleTables(ctx context.Context, conn *pgx.Conn) (tableSample, error) {
 	const q = `SELECT
 		pg_table_size('tasks'), pg_indexes_size('tasks'), pg_table_size('attempts'), pg_indexes_size('attempts'),
 		t.n_live_tup, t.n_dead_tup, a.n_dead_tup, t.n_tup_ins, t.n_tup_upd, t.n_tup_hot_upd,
-		t.vacuum_count + t.autovacuum_count
+		t.vacuum_count + t.autovacuum_count,
+		(SELECT count(*) FROM tasks WHERE status = 'processing')
 	FROM pg_stat_user_tables t, pg_stat_user_tables a
 	WHERE t.relname = 'tasks' AND a.relname = 'attempts'`
 	var s tableSample
@@ -147,7 +152,7 @@ func sampleTables(ctx context.Context, conn *pgx.Conn) (tableSample, error) {
 		return s, fmt.Errorf("cannot clear the statistics snapshot: %w", err)
 	}
 	err := conn.QueryRow(ctx, q).Scan(&s.taskHeap, &s.taskIdx, &s.attemptHeap, &s.attemptIdx,
-		&s.live, &s.deadTasks, &s.deadAttempts, &s.inserts, &s.updates, &s.hotUpdates, &s.vacuums)
+		&s.live, &s.deadTasks, &s.deadAttempts, &s.inserts, &s.updates, &s.hotUpdates, &s.vacuums, &s.processing)
 	if err != nil {
 		return s, fmt.Errorf("cannot read the table statistics: %w", err)
 	}
@@ -156,7 +161,8 @@ func sampleTables(ctx context.Context, conn *pgx.Conn) (tableSample, error) {
 
 // hotShare is the share of heartbeats between a and b that were HOT.
 func hotShare(a, b tableSample) string {
-	beats := (b.updates - a.updates) - (b.inserts - a.inserts)
+	completions := (b.inserts - a.inserts) - (b.processing - a.processing)
+	beats := (b.updates - a.updates) - completions
 	if beats <= 0 {
 		return "–"
 	}
