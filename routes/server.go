@@ -17,6 +17,7 @@ import (
 
 	"github.com/idemgw/gateway/config"
 	"github.com/idemgw/gateway/dedupe"
+	"github.com/idemgw/gateway/routes/ledgerpage"
 	"github.com/idemgw/gateway/routes/limit"
 	"github.com/idemgw/gateway/routes/tracing"
 	"github.com/idemgw/gateway/upstreams"
@@ -209,6 +210,15 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, c *call) handlerFunc {
 			return methodNotAllowed("GET")
 		}
 		return s.adminTask
+	}
+	if path == "/admin" {
+		ctx.Redirect(ledgerpage.Prefix, fasthttp.StatusMovedPermanently)
+		return nil
+	}
+	if isPagePath(path) && string(ctx.URI().PathOriginal()) == path {
+		// Only the page's own paths spelt plainly: /admin/tasks/%2e%2e
+		// folds to /admin/ but is a (refused) task key, not the page.
+		return s.ledgerPage
 	}
 	return func(ctx *fasthttp.RequestCtx, c *call) error {
 		return errorf(404, "not_found", "unknown path %q", c.path)
