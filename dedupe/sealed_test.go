@@ -432,3 +432,17 @@ func TestSealedLiveRedis(t *testing.T) {
 		t.Fatalf("Follow of plaintext entries = %q, %v", got, err)
 	}
 }
+
+// store.migrate: manual before `gateway migrate`: without keys the start
+// goes on as before; with keys it fails, saying to migrate.
+func TestSealKeysWithoutSchema(t *testing.T) {
+	s := openTestPostgres(t, dedupetest.PostgresURL(t), false)
+	ctx := context.Background()
+	if err := CheckSealKeys(ctx, s, nil, time.Hour); err != nil {
+		t.Fatalf("CheckSealKeys without keys or schema: %v", err)
+	}
+	err := CheckSealKeys(ctx, s, sealTestRing(t, sealTestKey(t, "k1")), time.Hour)
+	if err == nil || !strings.Contains(err.Error(), "run `gateway migrate`") {
+		t.Fatalf("CheckSealKeys with keys and no schema: %v", err)
+	}
+}

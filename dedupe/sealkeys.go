@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/idemgw/gateway/dedupe/seal"
@@ -118,6 +119,11 @@ func describeKeys(keys *seal.Keyring) string {
 
 func (s *Postgres) sealKeys(ctx context.Context) ([]sealKey, error) {
 	rows, err := s.pool.Query(ctx, `SELECT key_id, canary, written_at FROM seal_keys ORDER BY key_id`)
+	if isUndefinedTable(err) {
+		// store.migrate: manual before `gateway migrate`: no key can have
+		// sealed anything yet. A start with keys fails in putSealKey.
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot read seal_keys: %w", err)
 	}
@@ -141,10 +147,19 @@ func (s *Postgres) putSealKey(ctx context.Context, k sealKey) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO seal_keys (key_id, canary, written_at) VALUES ($1, $2, $3)
 		ON CONFLICT (key_id) DO UPDATE SET canary = EXCLUDED.canary,
 			written_at = GREATEST(seal_keys.written_at, EXCLUDED.written_at)`, k.ID, k.Canary, k.WrittenAt)
+	if isUndefinedTable(err) {
+		return fmt.Errorf("cannot write seal_keys: the table is missing: run `gateway migrate` (store.migrate is manual): %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("cannot write seal_keys: %w", err)
 	}
 	return nil
+}
+
+// isUndefinedTable reports Postgres's undefined_table error (42P01).
+func isUndefinedTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
 }
 
 // bucketSealKeys maps a key id (hex) to the JSON of its sealKey. It is
