@@ -44,8 +44,15 @@ func (c *Coordinator) Join(ctx context.Context, r Request, t *Ticket, from int, 
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if err := errf(); err != nil && errors.Is(err, ErrLockUnavailable) {
-		c.redisFailed(err)
+	if err := errf(); err != nil {
+		switch {
+		case errors.Is(err, ErrLockUnavailable):
+			c.redisFailed(err)
+		case errors.Is(err, ErrSealed):
+			// A live event that does not open (a key missing on this node):
+			// the rest comes from the record, which the store opens or refuses.
+			c.set.GetOrCreateCounter(`gateway_store_errors_total{store="live",op="open"}`).Inc()
+		}
 	}
 	return c.joinFromRecord(ctx, r, t.Task.Fence, n, emit)
 }

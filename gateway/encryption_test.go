@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
@@ -189,6 +193,21 @@ func testEncryptionAtRest(t *testing.T, st encStore) {
 	if b, h := ask(g, plainBody, "enc-plain"); !bytes.Equal(b, plain1) || h != "true application/json" {
 		t.Fatalf("replay under [k1]: %q\n%s\nwant\n%s", h, b, plain1)
 	}
+	// The admin view opens the record as well.
+	req, err := http.NewRequest("GET", g.URL+"/admin/tasks/enc-plain?tenant=team-a&body=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testAdminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(view, []byte(encMarker)) || !bytes.Contains(view, []byte("application/json")) {
+		t.Fatalf("GET /admin/tasks/enc-plain?body=1 = %d %s", resp.StatusCode, view)
+	}
 	calls := fake.Calls()
 	logs := g.logs.String()
 	g.stop(t)
@@ -245,5 +264,57 @@ func testEncryptionAtRest(t *testing.T, st encStore) {
 		if strings.Contains(logs, k) {
 			t.Fatalf("the log shows an encryption key:\n%s", logs)
 		}
+	}
+}
+
+// Mid-rotation (README, step 3 on one node): node A seals with k2, node B
+// still with k1, both open both. B joins A's running stream through
+// Redis, whose events A sealed with k2, and gets the same text.
+func TestEncryptionJoinAcrossNodesMidRotation(t *testing.T) {
+	cl := newCluster(t)
+	fake := startFake(t)
+	b := upstreamtest.Behavior{Chunks: 30, Interval: 30 * time.Millisecond}
+	fake.SetBehavior("m", b)
+	store := func(keys ...string) string {
+		y := strings.Replace(cl.yaml(t, ""), "store: {kind: postgres, url: ", "store:\n  kind: postgres\n  url: ", 1)
+		return strings.Replace(y, "}\nlock:", "\n"+encKeysYAML(keys...)+"lock:", 1)
+	}
+	a := startGateway(t, testConfig(t, fake.URL, store(encKey2, encKey1)))
+	bnode := startGateway(t, testConfig(t, fake.URL, store(encKey1, encKey2)))
+	const key = "enc-join"
+	resp := openStream(t, a.URL, sdkBody("m", key), "Idempotency-Key", key)
+	r := &sseReader{br: bufio.NewReader(resp.Body)}
+	var text1 strings.Builder
+	for range 5 {
+		ev, err := r.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		text1.WriteString(deltaText(ev))
+	}
+	var text2 string
+	var err2 error
+	var wg sync.WaitGroup
+	wg.Go(func() { text2, err2 = sdkStreamText(t, bnode.URL, "m", key, key) })
+	for {
+		ev, err := r.next()
+		text1.WriteString(deltaText(ev))
+		if err != nil {
+			break
+		}
+	}
+	wg.Wait()
+	want := upstreamtest.StreamText(b)
+	if err2 != nil || text1.String() != want || text2 != want || fake.Calls() != 1 {
+		t.Fatalf("texts (err %v, %d calls):\n1: %q\n2: %q\nwant %q", err2, fake.Calls(), text1.String(), text2, want)
+	}
+	// B read A's sealed events, not the record after a failed open.
+	if m := scrape(t, bnode.URL); !strings.Contains(m, `gateway_dedupe_total{outcome="joined"} 1`) || strings.Contains(m, `store="live"`) {
+		t.Fatalf("node B did not join through Redis, or could not open its events:\n%s", m)
+	}
+	// And B replays A's k2 record.
+	replay := openStream(t, bnode.URL, sdkBody("m", key), "Idempotency-Key", key)
+	if got, _ := io.ReadAll(replay.Body); replay.Header.Get("Idempotent-Replayed") != "true" || !bytes.Contains(got, []byte("[DONE]")) {
+		t.Fatalf("replay on node B: %v\n%s", replay.Header, got)
 	}
 }
