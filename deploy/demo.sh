@@ -2,7 +2,8 @@
 # demo.sh: starts the fake upstream and a gateway on loopback, then shows
 # a request falling back from a failing provider, a replay, a stream, and a
 # breaker: a provider that hangs is skipped in milliseconds once its breaker
-# opens, and closed again by one probe when it is back.
+# opens, and closed again by one probe when it is back; and a stream cut
+# mid-way that the client receives whole (on_stream_cut: continue).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
@@ -25,6 +26,9 @@ routes:
     targets: [{provider: flaky, model: fail-503}, {provider: backup, model: fake-gpt}]
   - model: summarizer
     targets: [{provider: primary, model: fake-gpt}, {provider: backup, model: fake-gpt}]
+  - model: storyteller
+    on_stream_cut: continue
+    targets: [{provider: flaky, model: story-cut}, {provider: backup, model: story-continue}]
   - model: "*"
     targets: [{provider: backup}]
 YAML
@@ -67,5 +71,23 @@ kill -CONT "$primary"
 sleep 5.2
 sum sum-5
 upstreams
+echo "== 8. route 'storyteller': its stream is cut after 5 of 12 chunks; the next target continues it (on_stream_cut: continue)"
+curl -sN "http://127.0.0.1:$gport/v1/chat/completions" -H 'Authorization: Bearer sk-demo' -H 'Content-Type: application/json' \
+  -H 'Idempotency-Key: story-1' -d '{"model":"storyteller","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"a story"}]}' |
+  python3 -c 'import json,sys
+text, ids, done, errors, chunks = "", set(), 0, 0, 0
+for line in sys.stdin:
+    if not line.startswith("data: "): continue
+    data = line[6:].strip()
+    if data == "[DONE]": done += 1; continue
+    c = json.loads(data)
+    if "error" in c: errors += 1; continue
+    chunks += 1; ids.add(c["id"])
+    for ch in c["choices"]: text += ch["delta"].get("content") or ""
+print("   %d chunks, chunk ids %s, %d [DONE], %d error events" % (chunks, sorted(ids), done, errors))
+print("   the client assembled: %s" % text)'
+curl -s "http://127.0.0.1:$gport/admin/tasks/story-1?tenant=demo" -H 'Authorization: Bearer sk-admin' |
+  python3 -c 'import json,sys
+for a in json.load(sys.stdin)["attempts"]: print("   attempt %d %s/%s: %s%s" % (a["n"], a["provider"], a["model"], a["outcome"], " (continues attempt %d)" % a["continues"] if a.get("continues") else ""))'
 echo "== gateway log"
 cat "$tmp/gateway.log"

@@ -19,6 +19,12 @@ const (
 	StreamCutAfter = 3
 	// StreamCutInterval is the pause between chunks of the "stream-cut" model-name convention.
 	StreamCutInterval = 50 * time.Millisecond
+	// StoryText is the text of the "story-cut" and "story-continue"
+	// model-name conventions: the first streams it and is cut mid-way, the
+	// second continues it (on_stream_cut: continue), repeating two words.
+	StoryText = "Once upon a time a fox and a dog shared a garden. The fox dug, the dog watched, and by the end of the summer the garden was full of holes and tomatoes."
+	// StoryInterval is the pause between the chunks of the story conventions.
+	StoryInterval = 80 * time.Millisecond
 )
 
 // Behavior scripts how the server answers calls for one upstream model.
@@ -101,6 +107,10 @@ func conventionFor(model string) (Behavior, bool) {
 		return Behavior{FirstByteDelay: SlowDelay}, true
 	case "stream-cut":
 		return Behavior{DropAfter: StreamCutAfter, Interval: StreamCutInterval}, true
+	case "story-cut":
+		return Behavior{Content: StoryText, Chunks: 12, DropAfter: 5, Interval: StoryInterval}, true
+	case "story-continue":
+		return Behavior{Content: StoryText, Chunks: 7, Interval: StoryInterval, Continue: true, RepeatWords: 2}, true
 	}
 	return longStream(model)
 }

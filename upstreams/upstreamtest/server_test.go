@@ -185,6 +185,8 @@ func TestModelConventions(t *testing.T) {
 	f("hang", Behavior{Hang: true})
 	f("slow", Behavior{FirstByteDelay: 2 * time.Second})
 	f("stream-cut", Behavior{DropAfter: 3, Interval: 50 * time.Millisecond})
+	f("story-cut", Behavior{Content: StoryText, Chunks: 12, DropAfter: 5, Interval: 80 * time.Millisecond})
+	f("story-continue", Behavior{Content: StoryText, Chunks: 7, Interval: 80 * time.Millisecond, Continue: true, RepeatWords: 2})
 	f("long-stream-20x500ms", Behavior{Chunks: 20, Interval: 500 * time.Millisecond})
 	f("long-stream-1x0s", Behavior{Chunks: 1})
 	f("gpt-4o", Behavior{})
