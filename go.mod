@@ -9,6 +9,11 @@ require (
 	// Test only: gateway/deploy_test.go parses the dashboard's and the alert
 	// rules' PromQL to check every metric they name is exported.
 	github.com/VictoriaMetrics/metricsql v0.87.3
+	// Test only: gateway/anthropic_sdk_test.go drives /v1/messages with the
+	// official Anthropic Go SDK, unmodified, as Claude Code and agents do
+	// (issue 12): its SSE decoder and error types are what must accept the
+	// gateway's answers.
+	github.com/anthropics/anthropic-sdk-go/v2 v2.17.0
 	github.com/jackc/pgx/v5 v5.12.0
 	// Test only: gateway/sdk_test.go and gateway/streams_test.go drive the
 	// gateway with the official OpenAI Go SDK, as a client would.
@@ -35,6 +40,8 @@ require (
 
 // Indirect: what the modules above need; go mod tidy maintains this block.
 require (
+	github.com/bahlo/generic-list-go v0.2.0 // indirect
+	github.com/buger/jsonparser v1.1.2 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/coder/websocket v1.8.15 // indirect
@@ -42,13 +49,16 @@ require (
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
+	github.com/invopop/jsonschema v0.14.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/kr/text v0.2.0 // indirect
 	github.com/molecule-man/go-brrr v1.3.1 // indirect
+	github.com/pb33f/ordered-map/v2 v2.3.1 // indirect
 	github.com/rogpeppe/go-internal v1.16.0 // indirect
+	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1 // indirect
 	github.com/tidwall/gjson v1.20.0 // indirect
 	github.com/tidwall/match v1.1.1 // indirect
 	github.com/tidwall/pretty v1.2.1 // indirect
@@ -61,6 +71,7 @@ require (
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
+	go.yaml.in/yaml/v4 v4.0.0-rc.2 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
