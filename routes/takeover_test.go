@@ -86,3 +86,29 @@ func TestTakenOverLeaderEndsItsStreamWithAnError(t *testing.T) {
 		t.Fatalf("replay %q differs from the recorded stream %q", replay, retry)
 	}
 }
+
+// For an Anthropic client the final event is message_stop, held back the
+// same way, whether the target speaks Anthropic (c) or is translated (o).
+func TestTakenOverLeaderEndsItsMessagesStreamWithAnError(t *testing.T) {
+	g := startGW(t, gwOptions{yaml: claudeRoutes})
+	for _, model := range []string{"c", "o"} {
+		g.fake.SetSequence(model, upstreamtest.Behavior{Chunks: 3, Interval: 150 * time.Millisecond}, upstreamtest.Behavior{Chunks: 3})
+		body := messages(model, "taken over", true)
+		key := "lost-msg-" + model
+		s := g.streamAt("/v1/messages", body, "Idempotency-Key", key)
+		takeOverMidCall(t, g, key)
+		evs := s.all(t)
+		for _, ev := range evs {
+			if strings.Contains(ev, "message_stop") {
+				t.Fatalf("%s: the taken-over leader ended its stream cleanly: %q", model, evs)
+			}
+		}
+		if last := evs[len(evs)-1]; !strings.HasPrefix(last, "event: error\n") {
+			t.Fatalf("%s: the taken-over stream ended with %q, want an error event", model, last)
+		}
+		retry := g.streamAt("/v1/messages", body, "Idempotency-Key", key).all(t)
+		if !strings.HasPrefix(retry[len(retry)-1], "event: message_stop") {
+			t.Fatalf("%s: the retry did not end with message_stop: %q", model, retry)
+		}
+	}
+}

@@ -220,11 +220,12 @@ var terminalTypes = [][]byte{
 }
 
 // IsFinalEvent reports an event that ends a stream for the client (data:
-// [DONE], or a terminal Responses event): a recorded stream holds it back
-// until the record holds the stream (routes' pump).
+// [DONE], a terminal Responses event, or an Anthropic message_stop): a
+// recorded stream holds it back until the record holds the stream
+// (routes' pump).
 func IsFinalEvent(ev []byte) bool {
 	data := SSEData(ev)
-	return bytes.Equal(data, doneData) || isTerminalResponseEvent(data)
+	return bytes.Equal(data, doneData) || isTerminalResponseEvent(data) || dialect.MessagesStreamEnd(data)
 }
 
 // isTerminalResponseEvent reports a Responses API event that ends its stream.

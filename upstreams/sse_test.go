@@ -202,5 +202,7 @@ func TestIsFinalEvent(t *testing.T) {
 	f(`event: response.completed`+"\n"+`data: {"type":"response.completed","response":{}}`, true)
 	f(`data: {"type":"response.output_text.delta","delta":"hi"}`, false)
 	f(`data: {"id":"c1","choices":[{"delta":{"content":"[DONE]"}}]}`, false)
+	f("event: message_stop\ndata: {\"type\":\"message_stop\"}", true)
+	f(`event: content_block_delta`+"\n"+`data: {"type":"content_block_delta","delta":{"text":"message_stop"}}`, false)
 	f(": keep-alive", false)
 }
