@@ -40,7 +40,10 @@ type leader struct {
 	events     int
 	tooLarge   bool
 	remoteDown bool
-	endOnce    sync.Once
+	// remoteStarted: an entry of the stream reached Redis, so the next
+	// ones continue it (LiveEvent.Continues).
+	remoteStarted bool
+	endOnce       sync.Once
 }
 
 func (c *Coordinator) newLeader(r Request, task Task, started *Attempt, lock Lock) *leader {
@@ -145,10 +148,14 @@ func (l *leader) live(ctx context.Context, ev []byte) {
 	if l.c.remote != nil && !l.remoteDown {
 		if l.c.redisSkipped() {
 			l.remoteDown = true
-		} else if err := l.c.remote.Append(ctx, l.name, LiveEvent{Data: ev}); err != nil {
+		} else if err := l.c.remote.Append(ctx, l.name, LiveEvent{Data: ev, Continues: l.remoteStarted}); err != nil {
 			// Remote joiners fall back to waiting for the stored result.
 			l.remoteDown = true
-			l.c.redisFailed(err)
+			if !errors.Is(err, ErrLiveLost) {
+				l.c.redisFailed(err)
+			}
+		} else {
+			l.remoteStarted = true
 		}
 	}
 }
@@ -163,7 +170,7 @@ func (l *leader) record(ctx context.Context, ev []byte) {
 		l.tooLarge, l.transcript = true, nil
 		if l.c.remote != nil && !l.remoteDown {
 			// Joiners on other nodes stop here with a clear reason.
-			_ = l.c.remote.Append(ctx, l.name, LiveEvent{End: true, Err: ErrTooLarge.Error()})
+			_ = l.c.remote.Append(ctx, l.name, LiveEvent{End: true, Err: ErrTooLarge.Error(), Continues: l.remoteStarted})
 			l.remoteDown = true
 		}
 		return
@@ -269,7 +276,9 @@ func (l *leader) end(errText string) {
 		close(l.stop)
 		<-l.halted
 		ctx, cancel := l.c.ctx(context.Background())
-		ev := LiveEvent{End: true, Err: errText}
+		// After events, the end continues a stream: where Redis lost (or
+		// never got) them, remote joiners finish from the record.
+		ev := LiveEvent{End: true, Err: errText, Continues: l.events > 0}
 		if l.req.Stream {
 			_ = l.c.local.Append(ctx, l.name, ev)
 			_ = l.c.local.Expire(ctx, l.name, localLinger)
@@ -296,7 +305,7 @@ func (l *leader) endRemote(ev LiveEvent) {
 		if err == nil {
 			err = l.c.remote.Expire(ctx, l.name, remoteLinger)
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrLiveLost) {
 			l.c.redisFailed(err)
 		}
 	}

@@ -45,6 +45,12 @@ type LiveEvent struct {
 	// End is set on the last entry; Err describes a failed stream ("" = clean end).
 	End bool
 	Err string
+	// Continues is set on every entry after the leader's first one in
+	// this backend: Redis refuses it for a stream it does not hold
+	// (ErrLiveLost), so a Redis restarted empty under a running leader
+	// never holds a stream without its start, which a joiner would
+	// relay as a whole, shorter answer (found by the chaos run).
+	Continues bool
 }
 
 // Live carries the events of a running stream from its leader to joiners,

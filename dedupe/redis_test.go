@@ -159,3 +159,32 @@ func TestRedisUnavailable(t *testing.T) {
 		return (&redisLock{r: r, name: "x", key: "gwtest:lock:x", token: "t"}).Release(ctx)
 	})
 }
+
+// A Redis restarted empty under a running leader must not hold its stream
+// from the middle: a joiner reading it from the start would relay a
+// shorter answer as a whole one (the chaos run). An entry that continues
+// a stream is refused once the stream is gone; a first entry starts one.
+func TestRedisLiveLost(t *testing.T) {
+	client, prefix := redisForTest(t)
+	r := NewRedis(client, prefix)
+	ctx := context.Background()
+	appendAll(t, r, "s", []LiveEvent{dataEvent(0)})
+	if err := r.Append(ctx, "s", LiveEvent{Data: []byte("data: 1"), Continues: true}); err != nil {
+		t.Fatalf("continuing a stream Redis holds: %v", err)
+	}
+	// The restart, for this test's keys only: the server is shared.
+	if err := client.Del(ctx, prefix+"live:s").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []LiveEvent{{Data: []byte("data: 2"), Continues: true}, {End: true, Continues: true}} {
+		if err := r.Append(ctx, "s", ev); !errors.Is(err, ErrLiveLost) || errors.Is(err, ErrLockUnavailable) {
+			t.Fatalf("continuing a lost stream: %v, want ErrLiveLost (Redis itself answers)", err)
+		}
+	}
+	if n := client.Exists(ctx, prefix+"live:s").Val(); n != 0 {
+		t.Fatal("a continuing entry recreated the lost stream")
+	}
+	if err := r.Append(ctx, "s", LiveEvent{Data: []byte("data: 0")}); err != nil {
+		t.Fatalf("starting a stream: %v", err)
+	}
+}

@@ -30,9 +30,13 @@ const (
 // appendScript adds one entry and, when the key has no expiry yet (the
 // first append), sets the safety expiry, in one round trip. Expire later
 // replaces it with the short post-completion ttl, which this script then
-// leaves alone.
+// leaves alone. An entry that continues a stream (ARGV[3] = 1) is refused
+// when the stream is gone (LiveEvent.Continues).
 var appendScript = redis.NewScript(`
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+	return redis.error_reply('LIVELOST the live stream is gone')
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
 if redis.call('TTL', KEYS[1]) == -1 then
 	redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
@@ -41,7 +45,11 @@ return id`)
 // Append implements Live with XADD: d=<data>, plus e=1 and err=<msg> on
 // the End event.
 func (r *Redis) Append(ctx context.Context, name string, ev LiveEvent) error {
-	args := []any{liveMaxLen, int64(liveSafetyTTL / time.Second), "d", ev.Data}
+	continues := "0"
+	if ev.Continues {
+		continues = "1"
+	}
+	args := []any{liveMaxLen, int64(liveSafetyTTL / time.Second), continues, "d", ev.Data}
 	if ev.End {
 		args = append(args, "e", "1")
 		if ev.Err != "" {
@@ -49,10 +57,17 @@ func (r *Redis) Append(ctx context.Context, name string, ev LiveEvent) error {
 		}
 	}
 	if err := appendScript.Run(ctx, r.client, []string{r.prefix + "live:" + name}, args...).Err(); err != nil {
+		if redis.HasErrorPrefix(err, "LIVELOST") {
+			return fmt.Errorf("cannot append to live stream %q: %w", name, ErrLiveLost)
+		}
 		return lockUnavailable("append to live stream", name, err)
 	}
 	return nil
 }
+
+// ErrLiveLost: Redis no longer holds a running stream (it restarted
+// empty); its joiners finish from the record.
+var ErrLiveLost = errors.New("dedupe: the live stream is gone from Redis")
 
 // decodeLive is the inverse of Append's fields.
 func decodeLive(values map[string]any) LiveEvent {
