@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -58,7 +59,7 @@ func check(ev evidence) []string {
 	}
 	for _, k := range ev.keys {
 		if n := len(bodies[k]); n > 1 {
-			v = append(v, fmt.Sprintf("key %s: %d different successful bodies", k, n))
+			v = append(v, fmt.Sprintf("key %s: %d different successful bodies%s", k, n, successes(ev.results, k)))
 		}
 		t := ev.ledger[k]
 		if calls := ev.calls[k]; calls > 0 && !t.found {
@@ -75,6 +76,17 @@ func check(ev evidence) []string {
 	}
 	sort.Strings(v)
 	return v
+}
+
+// successes lists a key's successful tries, for the report of a violation.
+func successes(results []tryResult, key string) string {
+	var b strings.Builder
+	for _, r := range results {
+		if r.key == key && r.ok {
+			fmt.Fprintf(&b, "\n    %s %s replayed=%v body %.12s: %s", r.at.Format("15:04:05.000"), r.node, r.replayed, r.body, r.detail)
+		}
+	}
+	return b.String()
 }
 
 // readLedger fetches a key's task and attempt log from a node's admin API.

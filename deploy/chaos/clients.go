@@ -31,8 +31,10 @@ type tryResult struct {
 	ok       bool   // a complete success: 200 and, for a stream, [DONE] without an error event
 	replayed bool   // Idempotent-Replayed: true
 	body     string // sha256 of what identifies the answer, when ok
-	detail   string // why it was not ok, for the report
+	detail   string // why it was not ok, for the report; what the answer was, when ok
 	final    bool   // part of the final retry of the key
+	node     string
+	at       time.Time
 }
 
 // keyName and keyBody: key n asks for a stream when n is odd, and its
@@ -107,8 +109,8 @@ func retryable(status int) bool {
 
 // try sends key n once to a random node.
 func (c *client) try(n int) (tryResult, time.Duration) {
-	r := tryResult{key: keyName(c.run, n)}
-	req, err := http.NewRequest("POST", c.nodes[c.rng.IntN(len(c.nodes))]+"/v1/chat/completions", bytes.NewReader(keyBody(n)))
+	r := tryResult{key: keyName(c.run, n), node: c.nodes[c.rng.IntN(len(c.nodes))], at: time.Now()}
+	req, err := http.NewRequest("POST", r.node+"/v1/chat/completions", bytes.NewReader(keyBody(n)))
 	if err != nil {
 		r.detail = err.Error()
 		return r, 0
@@ -139,6 +141,7 @@ func (c *client) try(n int) (tryResult, time.Duration) {
 	default:
 		r.ok = bytes.Contains(body, []byte(`"choices"`))
 		r.body = fmt.Sprintf("%x", sha256.Sum256(body))
+		r.detail = fmt.Sprintf("%.160s", body)
 		if !r.ok {
 			r.detail = "200 without choices: " + string(body)
 		}
@@ -161,6 +164,7 @@ func streamIdentity(body []byte) (ok bool, identity, detail string) {
 			data = append(data, d)
 		}
 	}
+	summary := fmt.Sprintf("%d events, first %.120s", len(data), strings.Join(data, ""))
 	if len(data) == 0 || data[len(data)-1] != "[DONE]" {
 		last := ""
 		if len(data) > 0 {
@@ -173,5 +177,5 @@ func streamIdentity(body []byte) (ok bool, identity, detail string) {
 			return false, "", "stream with an error event: " + d
 		}
 	}
-	return true, fmt.Sprintf("%x", sha256.Sum256([]byte(strings.Join(data, "\n")))), ""
+	return true, fmt.Sprintf("%x", sha256.Sum256([]byte(strings.Join(data, "\n")))), summary
 }

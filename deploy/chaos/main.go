@@ -52,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.DurationVar(&o.duration, "duration", 6*time.Minute, "how long clients send while faults are injected")
-	fs.DurationVar(&o.faultEvery, "fault-every", 2500*time.Millisecond, "mean pause between two infrastructure faults")
+	fs.DurationVar(&o.faultEvery, "fault-every", 2*time.Second, "mean pause between two infrastructure faults")
 	fs.IntVar(&o.clients, "clients", 8, "concurrent clients")
 	fs.IntVar(&o.window, "window", 8, "keys in use at any moment")
 	fs.DurationVar(&o.keyEvery, "key-every", 100*time.Millisecond, "a new key enters the window this often")
