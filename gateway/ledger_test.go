@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -196,6 +198,65 @@ func TestKilledAfterAnswerBeforeComplete(t *testing.T) {
 		t.Fatalf("the killed leader's Complete reached the store: %v", task)
 	}
 	// The take-over calls the upstream again (released: it answers at once).
+	resp, b := post(t, g.URL, "/v1/chat/completions", body, "Idempotency-Key", "after-answer")
+	if resp.StatusCode != 200 || !strings.Contains(string(b), answer) {
+		t.Fatalf("retry: %d %s", resp.StatusCode, b)
+	}
+	_, task = adminTask(t, g.URL, "after-answer", "team-a")
+	if task["status"] != "completed" || task["fence"].(float64) != 2 {
+		t.Fatalf("task after take-over: %v", task)
+	}
+	checkAbandonedLedger(t, task, "success")
+	if m := scrape(t, g.URL); !strings.Contains(m, `gateway_attempts_abandoned_total{provider="fake"} 1`) {
+		t.Fatalf("abandoned attempt not counted:\n%s", m)
+	}
+}
+
+// The same kill point on the embedded store (issue 10): once Begin has
+// committed, the store file is made immutable (chattr +i), so every
+// later write of the process fails with EPERM and nothing more reaches
+// the file. The upstream then answers; the gateway reads the answer and
+// its Complete fails (gateway_store_errors_total{op="complete"}), which
+// it retries; the process is killed while it retries. The next process
+// on the same file finds the task processing at fence 1, takes it over
+// and marks the dead leader's attempt abandoned.
+func TestKilledAfterAnswerBeforeCompleteEmbedded(t *testing.T) {
+	const answer = "the answer the dead leader read and never recorded"
+	up := startGatedUpstream(t, answer)
+	dbPath := filepath.Join(t.TempDir(), "gw.db")
+	cfg := testConfig(t, up.url, fmt.Sprintf("store: {kind: embedded, path: %q}\ndedupe: {lease: 1s, wait_timeout: 20s}\n", dbPath))
+	p := startProcess(t, cfg)
+
+	body := chatBody("m", "answer then die", false)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req := newPost(t, p.URL+"/v1/chat/completions", body, "Idempotency-Key", "after-answer")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitChan(t, up.called, "the upstream call")
+	if out, err := exec.Command("chattr", "+i", dbPath).CombinedOutput(); err != nil {
+		t.Fatalf("chattr +i %s (needs root and a filesystem with the immutable flag): %v %s", dbPath, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("chattr", "-i", dbPath).Run() })
+	close(up.release)
+	waitChan(t, up.answered, "the upstream answer")
+	waitFor(t, 10*time.Second, "the gateway's Complete to fail on the immutable file", func() bool {
+		return strings.Contains(scrape(t, p.URL), `gateway_store_errors_total{store="record",op="complete"}`)
+	})
+	p.kill()
+	<-done
+	if out, err := exec.Command("chattr", "-i", dbPath).CombinedOutput(); err != nil {
+		t.Fatalf("chattr -i: %v %s", err, out)
+	}
+
+	g := startGateway(t, cfg)
+	_, task := adminTask(t, g.URL, "after-answer", "team-a")
+	if task["status"] != "processing" || task["fence"].(float64) != 1 {
+		t.Fatalf("the killed leader's Complete reached the store: %v", task)
+	}
 	resp, b := post(t, g.URL, "/v1/chat/completions", body, "Idempotency-Key", "after-answer")
 	if resp.StatusCode != 200 || !strings.Contains(string(b), answer) {
 		t.Fatalf("retry: %d %s", resp.StatusCode, b)
