@@ -2,8 +2,10 @@
 # demo.sh: starts the fake upstream and a gateway on loopback, then shows
 # a request falling back from a failing provider, a replay, a stream, and a
 # breaker: a provider that hangs is skipped in milliseconds once its breaker
-# opens, and closed again by one probe when it is back; and a stream cut
-# mid-way that the client receives whole (on_stream_cut: continue).
+# opens, and closed again by one probe when it is back; a stream cut
+# mid-way that the client receives whole (on_stream_cut: continue); and an
+# Anthropic Messages request falling back from a kind anthropic provider
+# to an OpenAI-compatible one, translated both ways, and its replay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
@@ -21,6 +23,7 @@ providers:
   flaky:   {base_url: http://127.0.0.1:$fport/v1, api_key: fake, timeout: 5s}
   backup:  {base_url: http://127.0.0.1:$fport/v1, api_key: fake, timeout: 5s}
   primary: {base_url: http://127.0.0.1:$pport/v1, api_key: fake, timeout: 1s}
+  claude:  {kind: anthropic, base_url: http://127.0.0.1:$fport, api_key: fake, timeout: 5s}
 routes:
   - model: writer
     targets: [{provider: flaky, model: fail-503}, {provider: backup, model: fake-gpt}]
@@ -29,6 +32,8 @@ routes:
   - model: storyteller
     on_stream_cut: continue
     targets: [{provider: flaky, model: story-cut}, {provider: backup, model: story-continue}]
+  - model: claude-writer
+    targets: [{provider: claude, model: fail-529}, {provider: backup, model: fake-gpt}]
   - model: "*"
     targets: [{provider: backup}]
 YAML
@@ -89,5 +94,19 @@ print("   the client assembled: %s" % text)'
 curl -s "http://127.0.0.1:$gport/admin/tasks/story-1?tenant=demo" -H 'Authorization: Bearer sk-admin' |
   python3 -c 'import json,sys
 for a in json.load(sys.stdin)["attempts"]: print("   attempt %d %s/%s: %s%s" % (a["n"], a["provider"], a["model"], a["outcome"], " (continues attempt %d)" % a["continues"] if a.get("continues") else ""))'
+msg() { curl -s -D - "http://127.0.0.1:$gport/v1/messages" -H 'x-api-key: sk-demo' -H 'anthropic-version: 2023-06-01' \
+  -H 'Content-Type: application/json' "$@"; echo; }
+claude='{"model":"claude-writer","max_tokens":256,"messages":[{"role":"user","content":"a title"}]}'
+echo "== 9. Anthropic's Messages API (x-api-key, as the Anthropic SDKs and Claude Code send it): route 'claude-writer'"
+echo "   tries the kind anthropic provider first (overloaded: 529), then falls back to the OpenAI-compatible one;"
+echo "   the request is translated to chat completions and the answer back to an Anthropic message"
+msg -H 'Idempotency-Key: claude-1' -d "$claude" | grep -iE '^(HTTP|x-gateway|idempotent)|"type":"message"' || true
+echo "== 10. the same key again: the Anthropic message replayed byte for byte, no upstream call"
+msg -H 'Idempotency-Key: claude-1' -d "$claude" | grep -iE '^(HTTP|idempotent)|"type":"message"' || true
+curl -s "http://127.0.0.1:$gport/admin/tasks/claude-1?tenant=demo" -H 'Authorization: Bearer sk-admin' |
+  python3 -c 'import json,sys
+for a in json.load(sys.stdin)["attempts"]: print("   attempt %d %s/%s: %s %s" % (a["n"], a["provider"], a["model"], a["outcome"], a.get("http_status") or ""))'
+echo "== 11. streamed, the client gets Anthropic's event sequence from the OpenAI-compatible provider"
+msg -N -d '{"model":"claude-writer","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"stream"}]}' | grep '^event' | uniq -c
 echo "== gateway log"
 cat "$tmp/gateway.log"

@@ -127,7 +127,7 @@ routes:
 // no_usable_target with x-should-retry: false (the OpenAI SDK would
 // otherwise send it three times), without any upstream call.
 func TestDefaultConfigWithoutKeys(t *testing.T) {
-	for _, v := range []string{"OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY", "GROQ_API_KEY", "GATEWAY_CLIENT_KEY", "GATEWAY_ADMIN_KEY"} {
+	for _, v := range []string{"OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY", "GROQ_API_KEY", "ANTHROPIC_API_KEY", "GATEWAY_CLIENT_KEY", "GATEWAY_ADMIN_KEY"} {
 		t.Setenv(v, "")
 	}
 	src, err := os.ReadFile(filepath.Join("..", "gateway.yaml"))
@@ -148,5 +148,20 @@ func TestDefaultConfigWithoutKeys(t *testing.T) {
 		if !strings.Contains(string(b), `has no api_key configured`) {
 			t.Fatalf("%s: the answer does not say why: %s", model, b)
 		}
+	}
+	// The Anthropic route, asked in Anthropic's dialect with x-api-key,
+	// answers the same in Anthropic's error shape (issue 12).
+	resp, b := post(t, g.URL, "/v1/messages", `{"model":"claude-writer","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`,
+		"Authorization", "", "x-api-key", "sk-local-dev")
+	if resp.StatusCode != 502 || resp.Header.Get("x-should-retry") != "false" || !strings.HasPrefix(string(b), `{"type":"error","error":{"type":"api_error"`) ||
+		!strings.Contains(string(b), `provider \"anthropic\" has no api_key configured`) {
+		t.Fatalf("claude-writer on /v1/messages: %d %s", resp.StatusCode, b)
+	}
+	warned := false
+	for _, w := range cfg.Warnings() {
+		warned = warned || strings.HasPrefix(w, "providers.anthropic.api_key is empty")
+	}
+	if !warned {
+		t.Fatalf("no warning for the missing ANTHROPIC_API_KEY: %q", cfg.Warnings())
 	}
 }

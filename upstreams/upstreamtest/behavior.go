@@ -101,6 +101,9 @@ func conventionFor(model string) (Behavior, bool) {
 		return Behavior{Status: 502}, true
 	case "fail-503":
 		return Behavior{Status: 503}, true
+	case "fail-529":
+		// Anthropic's "overloaded", for demos of a kind anthropic provider.
+		return Behavior{Status: 529}, true
 	case "hang":
 		return Behavior{Hang: true}, true
 	case "slow":

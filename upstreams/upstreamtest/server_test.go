@@ -182,6 +182,7 @@ func TestModelConventions(t *testing.T) {
 	f("fail-500", Behavior{Status: 500})
 	f("fail-502", Behavior{Status: 502})
 	f("fail-503", Behavior{Status: 503})
+	f("fail-529", Behavior{Status: 529})
 	f("hang", Behavior{Hang: true})
 	f("slow", Behavior{FirstByteDelay: 2 * time.Second})
 	f("stream-cut", Behavior{DropAfter: 3, Interval: 50 * time.Millisecond})
