@@ -199,3 +199,47 @@ func TestMessagesStreamCut(t *testing.T) {
 		}
 	}
 }
+
+// With on_stream_cut: continue (issue 15) an Anthropic client's stream
+// cut mid-way goes on on the next target, whatever it speaks: one
+// message_start, the whole text in one block, one message_stop, and a
+// replay of the same events.
+func TestMessagesStreamCutContinues(t *testing.T) {
+	g := startGW(t, gwOptions{yaml: `routes:
+  - model: cc
+    on_stream_cut: continue
+    targets: [{provider: claude, model: first}, {provider: fake, model: second}]
+`})
+	const story = "The quick brown fox jumps over the lazy dog, and the dog does not mind at all."
+	g.fake.SetBehavior("first", upstreamtest.Behavior{Content: story, Chunks: 10, DropAfter: 4})
+	g.fake.SetBehavior("second", upstreamtest.Behavior{Content: story, Chunks: 5, Continue: true, RepeatWords: 2})
+	body := messages("cc", "a story", true)
+	evs := g.streamAt("/v1/messages", body, "Idempotency-Key", "cont").all(t)
+	var text strings.Builder
+	count := map[string]int{}
+	for _, ev := range evs {
+		var e struct {
+			Type  string
+			Delta struct{ Text string }
+		}
+		_, data, _ := strings.Cut(ev, "data: ")
+		data, _, _ = strings.Cut(data, "\n")
+		if err := json.Unmarshal([]byte(data), &e); err != nil {
+			t.Fatalf("event %q: %v", ev, err)
+		}
+		count[e.Type]++
+		text.WriteString(e.Delta.Text)
+	}
+	if text.String() != story || count["message_start"] != 1 || count["content_block_start"] != 1 || count["message_stop"] != 1 || count["error"] != 0 ||
+		!strings.HasPrefix(evs[len(evs)-1], "event: message_stop") {
+		t.Fatalf("text %q, events %v:\n%q", text.String(), count, evs)
+	}
+	again := g.streamAt("/v1/messages", body, "Idempotency-Key", "cont")
+	wantHeader(t, &again.answer, "Idempotent-Replayed", "true")
+	if r := again.all(t); strings.Join(r, "\n\n") != strings.Join(evs, "\n\n") {
+		t.Fatalf("replay\n%q\nof\n%q", r, evs)
+	}
+	if n := g.fake.Calls(); n != 2 {
+		t.Fatalf("%d upstream calls, want 2", n)
+	}
+}

@@ -30,15 +30,19 @@ const seamTail = 400
 
 // continuable reports whether a request's stream may be continued on
 // another target once cut: a chat completion stream of one choice, without
-// logprobs or audio, whose messages are an array. Anything else keeps
+// logprobs or audio, or an Anthropic Messages stream, whose messages are
+// an array. Anything else keeps
 // on_stream_cut: error, because the seam could not be made exact (several
 // choices, per-token logprobs of a text the gateway trims, audio bytes).
 func continuable(path string, body []byte) bool {
-	if path != "/v1/chat/completions" {
+	if path != chatPath && path != MessagesPath {
 		return false
 	}
 	if s, _, ok, err := Field(body, "messages"); err != nil || !ok || body[s] != '[' || body[skipSpace(body, s+1)] == ']' {
 		return false
+	}
+	if path == MessagesPath {
+		return true // one message, no logprobs: what is left is checked as it streams
 	}
 	if s, e, ok, err := Field(body, "n"); err != nil || ok && string(body[s:e]) != "1" && string(body[s:e]) != "null" {
 		return false

@@ -36,11 +36,16 @@ type splice struct {
 	decided  bool
 	out      [][]byte // events ready to hand out, in order
 	err      error    // returned once out is empty
+	// messages: the client speaks Anthropic's Messages stream
+	// (splice_messages.go), whose blocks it numbers.
+	messages bool
+	blocks   messagesBlocks
 }
 
 // heldEvent is one continued event kept back at the seam: its data
 // (stamped) and its text.
 type heldEvent struct {
+	name string // the SSE event name ("" for OpenAI's data-only events)
 	data []byte
 	text string
 	keep bool // it carries more than text (finish_reason, usage)
@@ -88,11 +93,16 @@ func (sp *splice) cut(err error) error {
 	}
 	sp.prior = sp.prior.add(sp.cur.usage)
 	sp.cur, sp.continued, sp.decided = next, true, false
+	sp.blocks.renumber = map[int]int{}
 	return nil
 }
 
 // add takes one event of the current segment.
 func (sp *splice) add(ev []byte) {
+	if sp.messages {
+		sp.addMessages(ev)
+		return
+	}
 	data := SSEData(ev)
 	var c chatChunk
 	if data == nil || bytes.Equal(data, doneData) || json.Unmarshal(data, &c) != nil || present(c.Error) {
@@ -126,9 +136,14 @@ func (sp *splice) add(ev []byte) {
 		sp.out = append(sp.out, dataEvent(stamped))
 		return
 	}
-	sp.held = append(sp.held, heldEvent{data: stamped, text: text, keep: c.finishes() || blocked != ""})
-	sp.heldText.WriteString(text)
-	if trim, ok := overlap(sp.text.String(), sp.heldText.String(), c.finishes() || blocked != ""); ok {
+	sp.hold(heldEvent{data: stamped, text: text, keep: c.finishes() || blocked != ""})
+}
+
+// hold keeps back a continued event with text until the seam is known.
+func (sp *splice) hold(h heldEvent) {
+	sp.held = append(sp.held, h)
+	sp.heldText.WriteString(h.text)
+	if trim, ok := overlap(sp.text.String(), sp.heldText.String(), h.keep); ok {
 		sp.emit(trim)
 	}
 }
@@ -154,13 +169,21 @@ func (sp *splice) emit(trim int) {
 			if text == "" && !h.keep {
 				continue
 			}
-			d, err := withContent(data, text)
+			set := withContent
+			if sp.messages {
+				set = withDeltaText
+			}
+			d, err := set(data, text)
 			if err != nil {
-				continue // cannot be: content was read from it
+				continue // cannot be: the text was read from it
 			}
 			data = d
 		}
 		sp.text.WriteString(text)
+		if h.name != "" {
+			sp.out = append(sp.out, namedEvent(h.name, data))
+			continue
+		}
 		sp.out = append(sp.out, dataEvent(data))
 	}
 	sp.held, sp.decided = nil, true

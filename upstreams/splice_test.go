@@ -16,9 +16,21 @@ const storyText = "The quick brown fox jumps over the lazy dog, and the dog does
 // spliceChain is a route of three targets on one fake upstream, models
 // first, second and third, with on_stream_cut: continue.
 func spliceChain(t *testing.T, fake *upstreamtest.Server, onCut string) *Chain {
+	return spliceChainKinds(t, fake, onCut, "openai", "openai", "openai")
+}
+
+// spliceChainKinds is spliceChain with the kinds of providers a, b and c.
+func spliceChainKinds(t *testing.T, fake *upstreamtest.Server, onCut string, kinds ...string) *Chain {
 	t.Helper()
-	p := "{base_url: \"" + fake.URL + "\", api_key: k, timeout: 5s}"
-	cfg, err := config.Parse("t.yaml", []byte("auth: {mode: none}\nproviders:\n  a: "+p+"\n  b: "+p+"\n  c: "+p+"\n"+
+	ps := make([]string, 3)
+	for i, k := range kinds {
+		u := fake.URL
+		if k == "anthropic" {
+			u = fake.AnthropicURL()
+		}
+		ps[i] = "{kind: " + k + ", base_url: \"" + u + "\", api_key: k, timeout: 5s}"
+	}
+	cfg, err := config.Parse("t.yaml", []byte("auth: {mode: none}\nproviders:\n  a: "+ps[0]+"\n  b: "+ps[1]+"\n  c: "+ps[2]+"\n"+
 		"routes:\n  - model: m\n    on_stream_cut: "+onCut+"\n    targets: [{provider: a, model: first}, {provider: b, model: second}, {provider: c, model: third}]\n"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -230,4 +242,82 @@ func TestSpliceKeepsError(t *testing.T) {
 	f("a tool call started", "continue", chatStream, upstreamtest.Behavior{ToolName: "lookup", ToolInput: `{"q":"a long query"}`, Chunks: 6, DropAfter: 3}, "not continued: tool calls started")
 	f("n: 2", "continue", strings.Replace(chatStream, `"stream":true`, `"stream":true,"n":2`, 1), cut, "stream interrupted")
 	f("logprobs", "continue", strings.Replace(chatStream, `"stream":true`, `"stream":true,"logprobs":true`, 1), cut, "stream interrupted")
+}
+
+// A /v1/messages client's stream is continued too, whatever its targets
+// speak: one message_start, one text block, one message_stop, the usage
+// summed on message_delta; and a chat client's stream continues on a
+// kind anthropic target.
+func TestSpliceMessagesStream(t *testing.T) {
+	fake, err := upstreamtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	fake.SetBehavior("first", upstreamtest.Behavior{Content: storyText, Chunks: 12, DropAfter: 5, PromptTokens: 20})
+	fake.SetBehavior("second", upstreamtest.Behavior{Content: storyText, Chunks: 6, Continue: true, RepeatWords: 2, PromptTokens: 40, CompletionTokens: 9})
+	const messagesStream = `{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"tell me"}],"stream":true}`
+	for _, kinds := range [][]string{{"anthropic", "anthropic"}, {"openai", "anthropic"}, {"anthropic", "openai"}} {
+		name := kinds[0] + "->" + kinds[1]
+		ch := spliceChainKinds(t, fake, "continue", kinds[0], kinds[1], "openai")
+		res, err := ch.Do(context.Background(), Request{Path: MessagesPath, Body: []byte(messagesStream), Model: "m", Stream: true})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var text strings.Builder
+		count := map[string]int{}
+		var lastUsage map[string]int64
+		for {
+			ev, err := res.Stream.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			var e struct {
+				Type  string
+				Index int
+				Delta struct{ Type, Text string }
+				Usage map[string]int64
+			}
+			if err := json.Unmarshal(SSEData(ev), &e); err != nil {
+				t.Fatalf("%s: %q: %v", name, ev, err)
+			}
+			if !strings.HasPrefix(string(ev), "event: "+e.Type+"\n") {
+				t.Fatalf("%s: event line of %q", name, ev)
+			}
+			count[e.Type]++
+			if strings.HasPrefix(e.Type, "content_block") && e.Index != 0 {
+				t.Fatalf("%s: block index %d in %q", name, e.Index, ev)
+			}
+			text.WriteString(e.Delta.Text)
+			if e.Type == "message_delta" {
+				lastUsage = e.Usage
+			}
+		}
+		if text.String() != storyText {
+			t.Fatalf("%s: text\n got %q\nwant %q", name, text.String(), storyText)
+		}
+		if count["message_start"] != 1 || count["content_block_start"] != 1 || count["content_block_stop"] != 1 || count["message_delta"] != 1 || count["message_stop"] != 1 {
+			t.Fatalf("%s: events %v", name, count)
+		}
+		if lastUsage["output_tokens"] != 9+res.Attempts[0].Usage.CompletionTokens || res.Stream.Usage().PromptTokens != 40+res.Attempts[0].Usage.PromptTokens {
+			t.Fatalf("%s: usage %v, stream %+v, attempts %+v", name, lastUsage, res.Stream.Usage(), res.Attempts)
+		}
+		if o := outcomes(res); o != "first:cut second:success<1" {
+			t.Fatalf("%s: attempts %s", name, o)
+		}
+	}
+
+	// A chat client, continued on a kind anthropic target.
+	res, err := spliceChainKinds(t, fake, "continue", "openai", "anthropic", "openai").Do(context.Background(),
+		Request{Path: "/v1/chat/completions", Body: []byte(chatStream), Model: "m", Stream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readStream(t, res)
+	if got.err != nil || got.text != storyText || got.done != 1 || len(got.ids) != 1 || len(got.models) != 1 {
+		t.Fatalf("chat on anthropic: err %v, %d [DONE], ids %v models %v, text %q", got.err, got.done, got.ids, got.models, got.text)
+	}
 }

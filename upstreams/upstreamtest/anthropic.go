@@ -81,6 +81,14 @@ func (s *Server) serveAnthropic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.b = s.behaviorFor(f.Model)
+	if c.b.Continue {
+		content, err := continuation(c.b, f.Messages)
+		if err != nil {
+			writeAnthropicError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		c.b.Content = content
+	}
 	if !s.wait(r, c.b.FirstByteDelay) {
 		panic(http.ErrAbortHandler)
 	}

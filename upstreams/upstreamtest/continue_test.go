@@ -34,6 +34,8 @@ func TestContinuation(t *testing.T) {
 	f(turns("Another text"), 0, "", "not the start of the scripted content")
 	f(`[{"role":"user","content":"go"},{"role":"assistant","content":"The"}]`, 0, "", "user turn after the assistant's")
 	f(`"go"`, 0, "", "cannot read the messages")
+	// Content as text blocks, as Anthropic's messages and OpenAI's parts.
+	f(`[{"role":"user","content":"go"},{"role":"assistant","content":[{"type":"text","text":"The quick "},{"type":"text","text":"brown"}]},{"role":"user","content":[{"type":"text","text":"continue"}]}]`, 1, "brown fox jumps over the lazy dog.", "")
 }
 
 func jsonQuote(s string) string {
