@@ -47,6 +47,16 @@ func NewMetrics() *Metrics {
 	}
 }
 
+// streamCut counts a cut stream of a route with on_stream_cut: continue,
+// continued or not. Cuts are rare, so the series is looked up each time.
+func (m *Metrics) streamCut(route string, continued bool) {
+	outcome := "not_continued"
+	if continued {
+		outcome = "continued"
+	}
+	m.set.GetOrCreateCounter(fmt.Sprintf(`gateway_stream_continuations_total{route=%q,outcome=%q}`, route, outcome)).Inc()
+}
+
 // Set returns the metric set to register or scrape.
 func (m *Metrics) Set() *metrics.Set { return m.set }
 

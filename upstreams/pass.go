@@ -55,7 +55,8 @@ func (c *Chain) Do(ctx context.Context, req Request) (*Result, error) {
 	}
 	err := p.run()
 	if s := p.res.Stream; err == nil && s != nil && c.Route.ContinuesCutStreams() && continuable(req.Path, req.Body) {
-		s.splice = &splice{cur: s, resume: p.resume, messages: req.Path == MessagesPath, blocks: messagesBlocks{open: -1}}
+		s.splice = &splice{cur: s, resume: p.resume, messages: req.Path == MessagesPath, blocks: messagesBlocks{open: -1},
+			counted: func(continued bool) { c.metrics.streamCut(c.Route.Model, continued) }}
 	}
 	return p.res, err
 }

@@ -19,7 +19,9 @@ type splice struct {
 	// resume asks the next target to continue text; it returns the new
 	// segment, or the reason none could.
 	resume func(text string, cut *Stream) (*Stream, error)
-	id     chunkIdentity
+	// counted counts a cut, continued or not.
+	counted func(continued bool)
+	id      chunkIdentity
 	// text is every content byte handed out so far, the assistant turn of
 	// a continuation.
 	text strings.Builder
@@ -85,9 +87,11 @@ func (sp *splice) cut(err error) error {
 	case sp.cur.sawDone:
 		return err // the answer was whole; only its connection broke
 	case sp.blocked != "":
+		sp.counted(false)
 		return &Error{Provider: e.Provider, Timeout: e.Timeout, Err: fmt.Errorf("%w (not continued: %s)", e.Err, sp.blocked)}
 	}
 	next, cerr := sp.resume(sp.text.String(), sp.cur)
+	sp.counted(cerr == nil)
 	if cerr != nil {
 		return &Error{Provider: e.Provider, Timeout: e.Timeout, Err: fmt.Errorf("%w (not continued: %v)", e.Err, cerr)}
 	}

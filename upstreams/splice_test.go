@@ -211,6 +211,14 @@ func TestSpliceContinuesTwiceThenGivesUp(t *testing.T) {
 	if o := outcomes(res); o != "first:cut second:cut<1" {
 		t.Fatalf("attempts %s", o)
 	}
+	// Seven cuts so far: five continued, the last of the second and third streams not.
+	var m strings.Builder
+	ch.metrics.Set().WritePrometheus(&m)
+	for _, want := range []string{`gateway_stream_continuations_total{route="m",outcome="continued"} 5`, `gateway_stream_continuations_total{route="m",outcome="not_continued"} 2`} {
+		if !strings.Contains(m.String(), want) {
+			t.Fatalf("no %s in\n%s", want, m.String())
+		}
+	}
 }
 
 // What on_stream_cut: continue does not continue ends as before.
