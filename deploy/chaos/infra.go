@@ -224,11 +224,12 @@ func (n *node) up() bool {
 	return n.cmd != nil
 }
 
-// start runs the gateway and waits for /healthz. A start may fail while
-// Postgres restarts (migrate: auto needs it), so it is tried again.
+// start runs the gateway and waits for /healthz. A start fails while
+// Postgres is down (migrate: auto needs it), for up to 4 s in this run,
+// so it is tried again for longer than that.
 func (n *node) start() error {
 	var last error
-	for try := 0; try < 5; try++ {
+	for try := 0; try < 20; try++ {
 		if last = n.startOnce(); last == nil {
 			return nil
 		}
