@@ -14,6 +14,10 @@ require (
 	// (issue 12): its SSE decoder and error types are what must accept the
 	// gateway's answers.
 	github.com/anthropics/anthropic-sdk-go/v2 v2.17.0
+	// Test only: gateway/ledgerpage_browser_test.go drives headless
+	// Chromium over the DevTools protocol to test the ledger page in a
+	// real browser (issue 16).
+	github.com/chromedp/chromedp v0.23.1
 	github.com/jackc/pgx/v5 v5.12.0
 	// Test only: gateway/sdk_test.go and gateway/streams_test.go drive the
 	// gateway with the official OpenAI Go SDK, as a client would.
@@ -79,4 +83,9 @@ require (
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/grpc v1.83.2 // indirect
+)
+
+require (
+	github.com/chromedp/cdproto v0.160.1 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 )

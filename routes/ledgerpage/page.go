@@ -85,7 +85,10 @@ func Serve(ctx *fasthttp.RequestCtx, adminKey string, b Backend) {
 	// else: no script at all, styles from our own file, no framing.
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: under no-referrer browsers send
+	// "Origin: null" with the page's own form posts, which checkPost
+	// cannot tell from a sandboxed frame elsewhere.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cache-Control", "no-store")
 	path := string(ctx.Path())
