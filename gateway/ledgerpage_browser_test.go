@@ -94,8 +94,8 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Logf("screenshot %s: %d bytes", filepath.Join(dir, name), len(png))
 }
 
-// textOf returns the visible text of the first node matching sel.
-func textOf(t *testing.T, ctx context.Context, sel string) string {
+// pageText returns the visible text of the first node matching sel.
+func pageText(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
 	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
 	if err != nil {
@@ -104,8 +104,8 @@ func textOf(t *testing.T, ctx context.Context, sel string) string {
 	return strings.TrimSpace(s)
 }
 
-// countOf returns how many nodes match sel (0 or more, without waiting).
-func countOf(t *testing.T, ctx context.Context, sel string) int {
+// pageCount returns how many nodes match sel (0 or more, without waiting).
+func pageCount(t *testing.T, ctx context.Context, sel string) int {
 	t.Helper()
 	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf("document.querySelectorAll(%q).length", sel)))
 	if err != nil {
@@ -114,8 +114,8 @@ func countOf(t *testing.T, ctx context.Context, sel string) int {
 	return n
 }
 
-// overflows reports whether the page is wider than the window.
-func overflows(t *testing.T, ctx context.Context) bool {
+// pageOverflows reports whether the page is wider than the window.
+func pageOverflows(t *testing.T, ctx context.Context) bool {
 	t.Helper()
 	wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("document.documentElement.scrollWidth > window.innerWidth"))
 	if err != nil {
@@ -179,7 +179,7 @@ routes:
 	if err != nil {
 		t.Fatalf("login with a wrong key: %v", err)
 	}
-	if got := textOf(t, ctx, "#login-error"); got != "wrong admin key" {
+	if got := pageText(t, ctx, "#login-error"); got != "wrong admin key" {
 		t.Fatalf("login error %q", got)
 	}
 	err = chromedp.Do(ctx,
@@ -190,7 +190,7 @@ routes:
 	if err != nil {
 		t.Fatalf("login: %v", err)
 	}
-	rows := countOf(t, ctx, "#tasks tr.task")
+	rows := pageCount(t, ctx, "#tasks tr.task")
 	if rows != 4 {
 		t.Fatalf("the list shows %d tasks, want 4", rows)
 	}
@@ -212,7 +212,7 @@ routes:
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#tasks"))); err != nil {
 		t.Fatalf("filter: %v", err)
 	}
-	if rows := countOf(t, ctx, "#tasks tr.task"); rows != 1 {
+	if rows := pageCount(t, ctx, "#tasks tr.task"); rows != 1 {
 		t.Fatalf("the filtered list shows %d tasks, want 1", rows)
 	}
 	location, err := chromedp.Run(ctx, chromedp.Location())
@@ -222,10 +222,10 @@ routes:
 	if !strings.Contains(location, "tenant=team-a") || !strings.Contains(location, "route=ledger-demo") {
 		t.Fatalf("the filter is not in the URL: %s", location)
 	}
-	if got := textOf(t, ctx, "#tasks tr.task td[data-label='Providers']"); got != "fake, fake2" {
+	if got := pageText(t, ctx, "#tasks tr.task td[data-label='Providers']"); got != "fake, fake2" {
 		t.Fatalf("providers %q", got)
 	}
-	if got := textOf(t, ctx, "#tasks tr.task td[data-label='Replays']"); got != "1" {
+	if got := pageText(t, ctx, "#tasks tr.task td[data-label='Replays']"); got != "1" {
 		t.Fatalf("replays in the list %q", got)
 	}
 
@@ -260,12 +260,12 @@ routes:
 		if c := attempts[i]["class"]; c != w.class {
 			t.Fatalf("attempt %d has class %q, want %q", i+1, c, w.class)
 		}
-		label := strings.Join(strings.Fields(textOf(t, ctx, sel+" .label")), " ")
+		label := strings.Join(strings.Fields(pageText(t, ctx, sel+" .label")), " ")
 		if !strings.Contains(label, w.text) {
 			t.Fatalf("attempt %d reads %q, want %q in it", i+1, label, w.text)
 		}
 	}
-	if d := textOf(t, ctx, "#timeline li.attempt:nth-child(1) .duration"); d != "unknown (never ended)" {
+	if d := pageText(t, ctx, "#timeline li.attempt:nth-child(1) .duration"); d != "unknown (never ended)" {
 		t.Fatalf("the abandoned attempt's duration reads %q", d)
 	}
 	bar, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS("#timeline li.attempt:nth-child(1) rect"), "class"))
@@ -279,7 +279,7 @@ routes:
 		"#t-status": "completed", "#t-fence": "2", "#t-tenant": "team-a",
 		"#replays": "1", "#joins": "0",
 	} {
-		if got := textOf(t, ctx, sel); got != want {
+		if got := pageText(t, ctx, sel); got != want {
 			t.Fatalf("%s reads %q, want %q", sel, got, want)
 		}
 	}
@@ -288,10 +288,10 @@ routes:
 	usage, _ := task["usage"].(map[string]any)
 	prompt, _ := usage["prompt_tokens"].(float64)
 	completion, _ := usage["completion_tokens"].(float64)
-	if got, want := textOf(t, ctx, "#saved-tokens"), fmt.Sprint(prompt+completion); got != want || prompt == 0 {
+	if got, want := pageText(t, ctx, "#saved-tokens"), fmt.Sprint(prompt+completion); got != want || prompt == 0 {
 		t.Fatalf("tokens saved %q, want %q", got, want)
 	}
-	if got, want := textOf(t, ctx, "#saved-cost"), fmt.Sprintf("$%.6f", (prompt*2.5+completion*10)/1e6); got != want {
+	if got, want := pageText(t, ctx, "#saved-cost"), fmt.Sprintf("$%.6f", (prompt*2.5+completion*10)/1e6); got != want {
 		t.Fatalf("cost saved %q, want %q", got, want)
 	}
 	screenshot(t, ctx, shots, "ledger-task.png")
@@ -302,7 +302,7 @@ routes:
 		chromedp.Reload(),
 		chromedp.WaitVisible(chromedp.CSS("#timeline")),
 	)
-	if err != nil || overflows(t, ctx) {
+	if err != nil || pageOverflows(t, ctx) {
 		t.Fatalf("at 390 px the task page is wider than the screen (%v)", err)
 	}
 	screenshot(t, ctx, shots, "ledger-task-phone.png")
@@ -310,7 +310,7 @@ routes:
 		chromedp.Navigate(g.URL+"/admin/"),
 		chromedp.WaitVisible(chromedp.CSS("#tasks")),
 	)
-	if err != nil || overflows(t, ctx) {
+	if err != nil || pageOverflows(t, ctx) {
 		t.Fatalf("at 390 px the list is wider than the screen (%v)", err)
 	}
 
