@@ -205,11 +205,9 @@ func anthropicEnd(data []byte) (end, failed bool) {
 	if !dialect.MessagesStreamEnd(data) {
 		return false, false
 	}
-	var ev struct {
-		Type json.RawMessage `json:"type"`
-	}
+	var ev map[string]json.RawMessage // exact names, as MessagesStreamEnd reads them
 	_ = json.Unmarshal(data, &ev)
-	return true, bytes.Equal(bytes.TrimSpace(ev.Type), anthropicErrorType)
+	return true, bytes.Equal(bytes.TrimSpace(ev["type"]), anthropicErrorType)
 }
 
 // anthropicErrorMessage is the type and message of an Anthropic error

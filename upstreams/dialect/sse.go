@@ -70,11 +70,15 @@ func MessagesStreamEnd(data []byte) bool {
 	if checkJSON(data, MaxEventBytes) != nil {
 		return false
 	}
-	var ev struct {
-		Type string `json:"type"`
-	}
+	// The exact member name, as clients read it: encoding/json would take
+	// "tYpe" for "type" and call a stream complete that no SDK sees end.
+	var ev map[string]json.RawMessage
 	if json.Unmarshal(data, &ev) != nil {
 		return false
 	}
-	return ev.Type == "message_stop" || ev.Type == "error"
+	var typ string
+	if json.Unmarshal(ev["type"], &typ) != nil {
+		return false
+	}
+	return typ == "message_stop" || typ == "error"
 }
