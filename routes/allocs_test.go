@@ -11,7 +11,16 @@ import (
 // log line (the canned upstream allocates nothing). The hot path is held to
 // it so that a change that adds allocations to every request fails here
 // first; lower it when an optimisation lands.
-const proxyOffAllocBudget = 55
+//
+// Where the numbers come from (issue 14), measured on 2026-12-03:
+// `go test ./routes -run '^$' -bench 'BenchmarkProxyOff$' -benchmem` gives
+// 48 allocs/op, and this test logs 48 without -race and 62 with -race. The
+// budgets are those plus a small margin (3 normally; 8 under -race, where
+// sync.Pool drops a random share of what is put back and the count wobbles).
+const (
+	proxyOffAllocBudget     = 51
+	proxyOffAllocBudgetRace = 70
+)
 
 func TestProxyOffAllocations(t *testing.T) {
 	h := offServer(t)
@@ -22,7 +31,7 @@ func TestProxyOffAllocations(t *testing.T) {
 	}
 	budget := float64(proxyOffAllocBudget)
 	if raceEnabled {
-		budget *= 1.5 // see raceEnabled: pools refill under the race detector
+		budget = proxyOffAllocBudgetRace // see raceEnabled: pools refill under the race detector
 	}
 	got := testing.AllocsPerRun(500, func() { serveOff(t, h, &ctx) })
 	t.Logf("%.0f allocations per request (budget %.0f)", got, budget)
