@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +56,9 @@ type Server struct {
 	active atomic.Int64
 	limits *limit.Limiter
 	tracer *tracing.Tracer // nil: tracing off
+	// durations holds each route's request duration histogram, so that
+	// finish does not build its metric name on every request (issue 14).
+	durations sync.Map // route -> *metrics.PrometheusHistogram
 }
 
 // Readiness is what /readyz reports (DESIGN.md section 5).
@@ -275,6 +279,16 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(b)
 }
 
+// duration is route's request duration histogram.
+func (s *Server) duration(route string) *metrics.PrometheusHistogram {
+	if h, ok := s.durations.Load(route); ok {
+		return h.(*metrics.PrometheusHistogram)
+	}
+	h := s.set.GetOrCreatePrometheusHistogram(`gateway_request_duration_seconds{route=` + strconv.Quote(route) + `}`)
+	s.durations.Store(route, h)
+	return h
+}
+
 // finish writes the metrics and the one log line of the request.
 func (c *call) finish() {
 	s := c.s
@@ -282,7 +296,7 @@ func (c *call) finish() {
 	c.slot.Release()
 	d := time.Since(c.start)
 	s.set.GetOrCreateCounter(`gateway_requests_total{route=` + strconv.Quote(c.route) + `,code="` + strconv.Itoa(c.status) + `"}`).Inc()
-	s.set.GetOrCreatePrometheusHistogram(`gateway_request_duration_seconds{route=` + strconv.Quote(c.route) + `}`).Update(d.Seconds())
+	s.duration(c.route).Update(d.Seconds())
 	if c.led {
 		c.chain.ObserveRequest(c.path, c.servedBy, c.servedModel, c.status, d)
 	}
