@@ -288,17 +288,20 @@ func TestRootConfig(t *testing.T) {
 	if len(cfg.Auth.Keys) != 1 || cfg.Auth.Keys[0].Key != "sk-local-dev" || cfg.Auth.Keys[0].Tenant != "local" {
 		t.Fatalf("auth.keys = %+v, want tenant local with the dev key", cfg.Auth.Keys)
 	}
-	if len(cfg.Routes) != 2 {
-		t.Fatalf("routes = %+v, want content-writer and *", cfg.Routes)
+	if len(cfg.Routes) != 3 {
+		t.Fatalf("routes = %+v, want content-writer, claude-writer and *", cfg.Routes)
 	}
 	if r := cfg.Routes[0]; r.Model != "content-writer" || len(r.Targets) != 3 || r.Targets[0].Provider != "gemini" || r.Targets[2].Provider != "groq" {
 		t.Fatalf("content-writer route = %+v", r)
 	}
-	if r := cfg.Routes[1]; r.Model != "*" || r.Targets[0].Provider != "openai" {
+	if r := cfg.Routes[1]; r.Model != "claude-writer" || len(r.Targets) != 2 || r.Targets[0].Provider != "anthropic" || r.Targets[1].Provider != "openrouter" {
+		t.Fatalf("claude-writer route = %+v, want anthropic then openrouter", r)
+	}
+	if r := cfg.Routes[2]; r.Model != "*" || r.Targets[0].Provider != "openai" {
 		t.Fatalf("wildcard route = %+v, want openai", r)
 	}
 	warnings := strings.Join(cfg.Warnings(), "\n")
-	for _, p := range []string{"openai", "gemini", "openrouter", "groq"} {
+	for _, p := range []string{"openai", "gemini", "openrouter", "groq", "anthropic"} {
 		want := "providers." + p + ".api_key is empty: requests skip " + p + " (a route with no other target answers 502 no_usable_target)"
 		if !strings.Contains(warnings, want) {
 			t.Errorf("warnings lack %q; got:\n%s", want, warnings)
