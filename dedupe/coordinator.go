@@ -369,6 +369,7 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 		Tenant: r.Tenant, KeyHash: r.KeyHash, Fingerprint: r.Fingerprint, Stream: r.Stream, Model: r.Model,
 		Owner: c.opts.Owner, Lease: c.opts.Lease, MaxProcessing: c.opts.MaxProcessing, Fresh: r.Fresh, MaxAge: r.MaxAge,
 		First: r.First, AttemptWindow: r.AttemptWindow, AttemptBudget: r.AttemptBudget, Skipped: r.Skipped,
+		AttemptRetention: c.opts.KeyTTL,
 	})
 	cancel()
 	if err != nil {

@@ -228,7 +228,10 @@ const (
 
 	// The key expired: the task starts over as if new, with the next
 	// fence (never 1 again, so a long-lost leader of the old task cannot
-	// write into the new one) and without the old attempts.
+	// write into the new one). Its earlier attempts stay in the ledger
+	// until they are older than key_ttl ($9): a key restarted by
+	// derive_window or derive: retries must not erase calls it paid for;
+	// the new ones are numbered after them.
 	sqlRestartExpired = `WITH u AS (
 		UPDATE tasks SET fence = fence + 1, status = 'processing', fingerprint = $3, stream = $4, model = $5,
 			lease_owner = $6, lease_until = now() + $7::bigint * interval '1 microsecond',
@@ -239,6 +242,7 @@ const (
 		RETURNING ` + taskColumns + `
 	), d AS (
 		DELETE FROM attempts WHERE task_id IN (SELECT id FROM u)
+			AND started_at < now() - $9::bigint * interval '1 microsecond'
 	)
 	SELECT * FROM u`
 
@@ -307,7 +311,7 @@ func (p *Postgres) begin(ctx context.Context, req BeginRequest) (BeginResult, er
 			return BeginResult{Verdict: VerdictInFlight, Task: t}, nil
 		case actRestartExpired:
 			q, args = sqlRestartExpired, []any{id, t.Fence,
-				req.Fingerprint, req.Stream, req.Model, req.Owner, lease, req.Fresh || expired}
+				req.Fingerprint, req.Stream, req.Model, req.Owner, lease, req.Fresh || expired, micros(req.AttemptRetention)}
 			verdict = VerdictLeader
 		case actRestartFailed:
 			q, args = sqlRestartFailed, []any{id, t.Fence, req.Stream, req.Model, req.Owner, lease}

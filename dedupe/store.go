@@ -151,6 +151,12 @@ type BeginRequest struct {
 	// already made that many attempts within AttemptWindow gets no first
 	// attempt written (First is ignored), since it will make no call.
 	AttemptBudget int
+	// AttemptRetention is key_ttl: a Begin that restarts a finished task
+	// (expired, past MaxAge, or Fresh) keeps the attempts of its earlier
+	// generations that started within this long, so a key restarted by
+	// derive_window or derive: retries keeps its paid calls in the ledger
+	// until they are as old as any expired record would be; 0 keeps none.
+	AttemptRetention time.Duration
 	// Skipped are the targets the leader will skip before First (breaker
 	// open, no api_key), written with outcome skipped and their Error
 	// before it in the same transaction: a skip costs no commit of its own.

@@ -503,6 +503,27 @@ func testStoreSemantics(t *testing.T, bubble bool, open func(t *testing.T) Store
 		storeWantAttempts(t, attempts, Attempt{N: 1, Fence: 2, Provider: "groq", Outcome: AttemptStarted})
 	})
 
+	// A key restarted before it expired (derive: retries, derive_window)
+	// keeps the attempts it paid for within key_ttl: the ledger is the
+	// bill, and the new generation's calls are numbered after them.
+	run("LedgerRestartKeepsPaidAttempts", func(t *testing.T) {
+		s := open(t)
+		storeBeginLedger(t, s, storeLedgerReq("t1", "k1", "fp1", "gemini"), VerdictLeader)
+		c := storeCompletion(time.Hour)
+		c.Attempt = &Attempt{N: 1, Provider: "gemini", Outcome: "success"}
+		storeComplete(t, s, "t1", "k1", 1, c)
+		req := storeLedgerReq("t1", "k1", "fp1", "groq")
+		req.Fresh, req.AttemptRetention = true, time.Hour
+		res := storeBeginLedger(t, s, req, VerdictLeader)
+		if res.Started == nil || res.Started.N != 2 || res.Started.Fence != 2 {
+			t.Fatalf("fresh restart: started %+v, want attempt 2 at fence 2", res.Started)
+		}
+		_, attempts := storeGet(t, s, "t1", "k1")
+		storeWantAttempts(t, attempts,
+			Attempt{N: 1, Fence: 1, Provider: "gemini", Outcome: "success"},
+			Attempt{N: 2, Fence: 2, Provider: "groq", Outcome: AttemptStarted})
+	})
+
 	run("GetUnknown", func(t *testing.T) {
 		s := open(t)
 		storeBegin(t, s, storeReq("t1", "k1", "fp1"), VerdictLeader)
