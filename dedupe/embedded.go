@@ -167,6 +167,23 @@ func (e embeddedTx) put(key []byte, old *Task, t Task) error {
 	return e.tasks.Put(key, v)
 }
 
+// deleteAttemptsBefore removes the attempts of the task at key that
+// started before cutoff.
+func (e embeddedTx) deleteAttemptsBefore(key []byte, cutoff time.Time) error {
+	all, err := e.attemptsOf(key)
+	if err != nil {
+		return err
+	}
+	for _, a := range all {
+		if a.StartedAt.Before(cutoff) {
+			if err := e.attempts.Delete(attemptKey(key, a.N)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // deleteAttempts removes every attempt of the task at key.
 func (e embeddedTx) deleteAttempts(key []byte) error {
 	prefix := attemptPrefix(key)
@@ -318,8 +335,10 @@ func (e embeddedTx) begin(req BeginRequest, res *BeginResult) error {
 	case actRestartExpired:
 		// Same as Postgres: a new task that keeps counting fences,
 		// so a long-lost leader of the old one cannot write into it.
+		// Earlier attempts stay until they are older than key_ttl, as on
+		// Postgres: a restarted key keeps the calls it paid for.
 		t = Task{Tenant: req.Tenant, KeyHash: req.KeyHash, Fingerprint: req.Fingerprint, CreatedAt: now}
-		if err := e.deleteAttempts(key); err != nil {
+		if err := e.deleteAttemptsBefore(key, now.Add(-req.AttemptRetention)); err != nil {
 			return err
 		}
 		res.Verdict = VerdictLeader
@@ -606,10 +625,15 @@ func (s *Embedded) Health(ctx context.Context) (Health, error) {
 	if err := ctx.Err(); err != nil {
 		return Health{}, fmt.Errorf("cannot read the health of the embedded store: %w", err)
 	}
-	var h Health
-	err := s.db.View(func(tx *bolt.Tx) error {
+	// What the file takes on disk, not tx.Size() (the pages in use): bbolt
+	// grows its file ahead of the data, and the disk is what runs out.
+	fi, err := os.Stat(s.db.Path())
+	if err != nil {
+		return Health{}, fmt.Errorf("cannot read the size of the embedded store: %w", err)
+	}
+	h := Health{Tables: []TableHealth{{Name: "file", Bytes: fi.Size(), DeadTuples: -1}}}
+	err = s.db.View(func(tx *bolt.Tx) error {
 		e := newEmbeddedTx(tx)
-		h.Tables = []TableHealth{{Name: "file", Bytes: tx.Size(), DeadTuples: -1}}
 		now := nowLocal()
 		c := e.processing.Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
