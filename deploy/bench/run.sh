@@ -66,6 +66,9 @@ trap 'exit 130' INT TERM
 
 echo "building gateway, fake upstream and bench tool..."
 "$GO" build -o "$tmp/" ./gateway ./deploy/fakeupstream ./deploy/bench
+# The same gateway with the OpenTelemetry SDK compiled out: its line beside
+# "dedupe off" is what tracing off costs a request (issue 16).
+"$GO" build -tags notracing -o "$tmp/gateway-notracing" ./gateway
 
 # Each held stream costs the gateway two descriptors (client, upstream).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -105,10 +108,10 @@ pg_url="${admin_url%%\?*}"; pg_url="${pg_url%/*}/$run_id?sslmode=disable"
 key="sk-bench-$RANDOM$RANDOM"
 admin_key="admin-bench-$RANDOM$RANDOM"
 
-# gateway NAME STORE_YAML: writes NAME.yaml and starts a gateway on it;
-# sets gw_pid and gw_url.
+# gateway NAME STORE_YAML [BINARY]: writes NAME.yaml and starts a gateway
+# (BINARY, default the normal build) on it; sets gw_pid and gw_url.
 gateway() {
-  local name=$1 store=$2
+  local name=$1 store=$2 bin=${3:-$tmp/gateway}
   cat >"$tmp/$name.yaml" <<YAML
 listen: 127.0.0.1:0
 auth:
@@ -127,7 +130,7 @@ routes:
 YAML
   # Request logs go to a file, as they would in production; the level
   # stays info because the listening address is read from the log.
-  "$tmp/gateway" serve -config "$tmp/$name.yaml" >"$tmp/$name.log" 2>&1 &
+  "$bin" serve -config "$tmp/$name.yaml" >"$tmp/$name.log" 2>&1 &
   gw_pid=$!
   pids+=($gw_pid)
   gw_url="http://$(wait_for "$tmp/$name.log" '"addr":"127\.0\.0\.1:[0-9]+"' | cut -d'"' -f4)"
@@ -217,6 +220,9 @@ line "floor" "" "floor" "$floor_pid" "$floor_url" -mode unique
 gateway off "dedupe: {enabled: false}"
 off_pid=$gw_pid off_url=$gw_url
 line "dedupe off" "floor" "floor" "$off_pid" "$off_url" -mode unique
+gateway notracing "dedupe: {enabled: false}" "$tmp/gateway-notracing"
+line "dedupe off, built without tracing" "floor" "floor" "$gw_pid" "$gw_url" -mode unique -vs "dedupe off"
+stop "$gw_pid"
 
 gateway embedded "store: {kind: embedded, path: $tmp/gw.db}"
 emb_pid=$gw_pid emb_url=$gw_url
