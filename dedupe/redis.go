@@ -29,6 +29,11 @@ type Redis struct {
 	sub     *redis.PubSub
 	subDone chan struct{}
 	waiters map[string]map[chan struct{}]struct{}
+
+	// live is the queue of the leaders' live entries and task ends,
+	// created on first use (redislive.go).
+	queueOnce sync.Once
+	live      *liveQueue
 }
 
 // NewRedis returns a Redis backend whose keys and channels all start with
@@ -202,8 +207,13 @@ func (r *Redis) startSubscription(ctx context.Context) error {
 	return nil
 }
 
-// Close ends the shared subscription (the client is the caller's).
+// Close writes what the live queue holds, then ends it and the shared
+// subscription (the client is the caller's).
 func (r *Redis) Close() error {
+	r.queueOnce.Do(func() { r.live = &liveQueue{closed: true} })
+	if r.live.done != nil {
+		r.live.close()
+	}
 	r.subMu.Lock()
 	sub, done := r.sub, r.subDone
 	r.sub = nil

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -186,5 +188,119 @@ func TestRedisLiveLost(t *testing.T) {
 	}
 	if err := r.Append(ctx, "s", LiveEvent{Data: []byte("data: 0")}); err != nil {
 		t.Fatalf("starting a stream: %v", err)
+	}
+}
+
+// TestRedisLiveWriter checks the batched writer of a leader's stream:
+// entries queued by many streams at once reach Redis in each stream's
+// order, the End sets the linger, and Finish then releases the lock and
+// wakes the waiters, after its stream's End.
+func TestRedisLiveWriter(t *testing.T) {
+	client, prefix := redisForTest(t)
+	r := NewRedis(client, prefix)
+	defer r.Close()
+	ctx := context.Background()
+	wake, unsub, err := r.Subscribe(ctx, "k0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	lock, ok, err := r.TryAcquire(ctx, "k0", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("TryAcquire = %v, %v", ok, err)
+	}
+	const streams, events = 20, 30
+	var want []LiveEvent
+	for i := range events {
+		want = append(want, dataEvent(i))
+	}
+	want = append(want, LiveEvent{End: true, Err: "boom"})
+	finished := make(chan error, streams)
+	var ws []*LiveWriter
+	for s := range streams {
+		ws = append(ws, r.Writer(fmt.Sprint("s", s), func(err error) { t.Errorf("stream %d: %v", s, err) }))
+	}
+	for i := range events {
+		for _, w := range ws {
+			w.Append(dataEvent(i))
+		}
+	}
+	for s, w := range ws {
+		w.End(LiveEvent{Err: "boom", Continues: true}, 20*time.Second, false)
+		var l Lock
+		if s == 0 {
+			l = lock
+		}
+		r.Finish(l, fmt.Sprint("k", s), func(err error) { finished <- err })
+	}
+	for range streams {
+		if err := <-finished; err != nil {
+			t.Fatalf("Finish: %v", err)
+		}
+	}
+	select {
+	case <-wake:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Finish did not publish the wake-up")
+	}
+	if n := client.Exists(ctx, prefix+"lock:k0").Val(); n != 0 {
+		t.Fatal("Finish did not release the lock")
+	}
+	for s := range streams {
+		name := fmt.Sprint("s", s)
+		got, err := followAll(t, r, ctx, name, 0, time.Second)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("stream %s: %d events (error %v); first difference at %d", name, len(got), err, firstDiff(got, want))
+		}
+		if ttl := client.PTTL(ctx, prefix+"live:"+name).Val(); ttl <= 0 || ttl > 20*time.Second {
+			t.Fatalf("stream %s PTTL = %v; want the linger (0, 20s]", name, ttl)
+		}
+	}
+}
+
+// TestRedisLiveWriterLost checks that a writer whose stream Redis lost
+// drops the later entries and does not recreate the stream, and that the
+// End of a stream whose leader stopped appending sends joiners to the
+// record (ErrLiveLost) rather than ending a stream with a hole.
+func TestRedisLiveWriterLost(t *testing.T) {
+	client, prefix := redisForTest(t)
+	r := NewRedis(client, prefix)
+	defer r.Close()
+	ctx := context.Background()
+	sync := func() {
+		t.Helper()
+		done := make(chan error, 1)
+		r.Finish(nil, "x", func(err error) { done <- err })
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	failed := func(err error) { t.Errorf("backend error: %v", err) }
+
+	w := r.Writer("lost", failed)
+	w.Append(dataEvent(0))
+	sync()
+	if err := client.Del(ctx, prefix+"live:lost").Err(); err != nil {
+		t.Fatal(err)
+	}
+	w.Append(dataEvent(1))
+	sync()
+	if !w.Down() {
+		t.Fatal("the writer of a lost stream is not down")
+	}
+	w.Append(dataEvent(2))
+	w.End(LiveEvent{Continues: true}, time.Minute, false)
+	sync()
+	if n := client.Exists(ctx, prefix+"live:lost").Val(); n != 0 {
+		t.Fatal("entries after the loss recreated the stream")
+	}
+
+	w = r.Writer("stopped", failed)
+	w.Append(dataEvent(0))
+	w.End(LiveEvent{Continues: true}, time.Minute, true)
+	sync()
+	got, err := followAll(t, r, ctx, "stopped", 0, time.Second)
+	if !errors.Is(err, ErrLiveLost) || len(got) != 1 {
+		t.Fatalf("follow of a stopped stream = %d events, %v; want 1 and ErrLiveLost", len(got), err)
 	}
 }
