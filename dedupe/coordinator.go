@@ -47,6 +47,8 @@ type Coordinator struct {
 	locker   Locker
 	notifier Notifier
 	remote   Live
+	// batch is remote's queue of live entries and task ends (Redis).
+	batch batchedLive
 	// local carries this node's live streams: the leader's own client and
 	// same-node joiners read them without touching Redis.
 	local *Local
@@ -112,6 +114,13 @@ func (c *Coordinator) Drain(ctx context.Context) error {
 	}
 }
 
+// batchedLive is a Backend that writes live entries and task ends in
+// batches (Redis: see LiveWriter).
+type batchedLive interface {
+	Writer(name string, failed func(error)) *LiveWriter
+	Finish(lock Lock, name string, done func(error))
+}
+
 // Backend is the lock, wake-up and live-stream service of a cluster (Redis).
 type Backend interface {
 	Locker
@@ -135,6 +144,7 @@ func NewCoordinator(store Store, backend Backend, opts Options) *Coordinator {
 	if backend != nil {
 		c.locker, c.notifier = backend, backend
 		c.remote = sealedLive{Live: backend, keys: opts.Keys}
+		c.batch, _ = backend.(batchedLive)
 		c.redis = newRedisHealth(backend.Ping, opts.Log, opts.OpTimeout)
 	}
 	return c

@@ -41,9 +41,12 @@ type leader struct {
 	tooLarge   bool
 	remoteDown bool
 	// remoteStarted: an entry of the stream reached Redis, so the next
-	// ones continue it (LiveEvent.Continues).
+	// ones continue it (LiveEvent.Continues); for a backend without a
+	// batched writer.
 	remoteStarted bool
-	endOnce       sync.Once
+	// writer queues the stream's entries for Redis (nil without one).
+	writer  *LiveWriter
+	endOnce sync.Once
 }
 
 func (c *Coordinator) newLeader(r Request, task Task, started *Attempt, lock Lock) *leader {
@@ -55,6 +58,9 @@ func (c *Coordinator) newLeader(r Request, task Task, started *Attempt, lock Loc
 		l.ledger.base = started.N - len(r.Skipped)
 	}
 	if r.Stream {
+		if c.batch != nil {
+			l.writer = c.batch.Writer(l.name, c.redisFailed)
+		}
 		c.local.Open(l.name)
 		c.mu.Lock()
 		c.running[l.name] = true
@@ -148,6 +154,14 @@ func (l *leader) live(ctx context.Context, ev []byte) {
 	if l.c.remote != nil && !l.remoteDown {
 		if l.c.redisSkipped() {
 			l.remoteDown = true
+		} else if l.writer != nil {
+			// Queued, not sent: the leader's client already has the
+			// event from this node's copy, so nothing here waits for Redis.
+			if l.writer.Down() {
+				l.remoteDown = true
+			} else {
+				l.writer.Append(LiveEvent{Data: l.c.liveData(l.name, ev)})
+			}
 		} else if err := l.c.remote.Append(ctx, l.name, LiveEvent{Data: ev, Continues: l.remoteStarted}); err != nil {
 			// Remote joiners fall back to waiting for the stored result.
 			l.remoteDown = true
@@ -170,7 +184,11 @@ func (l *leader) record(ctx context.Context, ev []byte) {
 		l.tooLarge, l.transcript = true, nil
 		if l.c.remote != nil && !l.remoteDown {
 			// Joiners on other nodes stop here with a clear reason.
-			_ = l.c.remote.Append(ctx, l.name, LiveEvent{End: true, Err: ErrTooLarge.Error(), Continues: l.remoteStarted})
+			if l.writer != nil {
+				l.writer.End(LiveEvent{Err: ErrTooLarge.Error()}, 0, false)
+			} else {
+				_ = l.c.remote.Append(ctx, l.name, LiveEvent{End: true, Err: ErrTooLarge.Error(), Continues: l.remoteStarted})
+			}
 			l.remoteDown = true
 		}
 		return
@@ -288,8 +306,38 @@ func (l *leader) end(errText string) {
 		delete(l.c.running, l.name)
 		l.c.mu.Unlock()
 		cancel()
-		go l.endRemote(ev)
+		if l.c.batch == nil || l.c.redisSkipped() {
+			go l.endRemote(ev)
+			return
+		}
+		// The stream's End, its linger, the lock's release and the
+		// wake-up of other nodes go out in the queue's next flush, with
+		// those of every other task ending meanwhile: one round trip.
+		if l.writer != nil {
+			// After events Redis missed, the End sends remote joiners
+			// to the record.
+			l.writer.End(ev, remoteLinger, l.remoteDown)
+		}
+		l.c.batch.Finish(l.lock, l.req.KeyHash, l.finished)
 	})
+}
+
+// finished takes in the result of Finish.
+func (l *leader) finished(err error) {
+	defer l.c.leaders.Done()
+	if err != nil && !errors.Is(err, ErrLiveLost) {
+		l.c.redisFailed(err)
+	}
+}
+
+// liveData is an event's bytes as a live stream in Redis keeps them:
+// sealed (store.encryption_keys), or a copy, since the writer sends them
+// after Publish returned.
+func (c *Coordinator) liveData(name string, ev []byte) []byte {
+	if c.opts.Keys.Enabled() && len(ev) > 0 {
+		return sealLive(c.opts.Keys, name, ev)
+	}
+	return append([]byte(nil), ev...)
 }
 
 // endRemote ends remote joiners, releases the lock and wakes waiters on
@@ -298,7 +346,7 @@ func (l *leader) endRemote(ev LiveEvent) {
 	defer l.c.leaders.Done()
 	ctx, cancel := l.c.ctx(context.Background())
 	defer cancel()
-	if l.c.remote != nil && l.req.Stream && !l.c.redisSkipped() {
+	if l.c.remote != nil && l.req.Stream && l.writer == nil && !l.c.redisSkipped() {
 		// Even after a failed append, try to end remote joiners now
 		// rather than at their watchdog.
 		err := l.c.remote.Append(ctx, l.name, ev)

@@ -113,9 +113,14 @@ func liveBinding(name string) []byte {
 
 func (l sealedLive) Append(ctx context.Context, name string, ev LiveEvent) error {
 	if l.keys.Enabled() && len(ev.Data) > 0 {
-		ev.Data = l.keys.Seal(make([]byte, 0, seal.Overhead+len(ev.Data)), ev.Data, liveBinding(name))
+		ev.Data = sealLive(l.keys, name, ev.Data)
 	}
 	return l.Live.Append(ctx, name, ev)
+}
+
+// sealLive seals one event of the named live stream.
+func sealLive(keys *seal.Keyring, name string, data []byte) []byte {
+	return keys.Seal(make([]byte, 0, seal.Overhead+len(data)), data, liveBinding(name))
 }
 
 // Follow opens each event. One that does not open ends the follow with an
