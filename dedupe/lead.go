@@ -136,8 +136,14 @@ func (t *Ticket) Fence() int64 { return t.Task.Fence }
 // one goroutine.
 func (t *Ticket) Publish(ev []byte) {
 	l := t.lead
-	ctx, cancel := l.c.ctx(context.Background())
-	defer cancel()
+	ctx := context.Background()
+	if l.c.remote != nil && l.writer == nil {
+		// Only a backend without a batched writer is waited for here
+		// (the local copy never blocks): no timer per event otherwise.
+		var cancel context.CancelFunc
+		ctx, cancel = l.c.ctx(ctx)
+		defer cancel()
+	}
 	l.live(ctx, ev)
 	l.record(ctx, ev)
 }

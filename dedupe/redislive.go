@@ -64,7 +64,10 @@ func appendArgs(continues bool, expire time.Duration) []any {
 	if expire > 0 {
 		ms = lockMillis(expire)
 	}
-	return []any{liveMaxLen, int64(liveSafetyTTL / time.Second), c, ms}
+	// Room for a few entries of three values (a flush of a busy stream).
+	args := make([]any, 4, 4+3*8)
+	args[0], args[1], args[2], args[3] = liveMaxLen, int64(liveSafetyTTL/time.Second), c, ms
+	return args
 }
 
 // appendEntry adds one entry's fields to appendScript's arguments: d=<data>,
