@@ -17,12 +17,17 @@ const (
 
 // leader is the state a leading request keeps while it calls upstream.
 type leader struct {
-	c       *Coordinator
-	req     Request
-	fence   int64
-	lock    Lock
-	name    string
-	stop    chan struct{}
+	c     *Coordinator
+	req   Request
+	fence int64
+	lock  Lock
+	name  string
+	// beats renews the lease (heartbeat): a timer, not a goroutine
+	// waiting on a ticker, since every open stream has a leader (issue 14).
+	beatMu      sync.Mutex
+	beats       *time.Timer
+	beatStopped bool
+	// halted is closed once no heartbeat runs or will run.
 	halted  chan struct{}
 	lost    atomic.Bool
 	started time.Time
@@ -51,7 +56,7 @@ type leader struct {
 
 func (c *Coordinator) newLeader(r Request, task Task, started *Attempt, lock Lock) *leader {
 	l := &leader{c: c, req: r, fence: task.Fence, lock: lock, name: liveName(r.KeyHash, task.Fence, task.CreatedAt),
-		stop: make(chan struct{}), halted: make(chan struct{}), started: time.Now(), generation: task.CreatedAt}
+		halted: make(chan struct{}), started: time.Now(), generation: task.CreatedAt}
 	if started != nil {
 		l.ledger.on, l.ledger.current = true, *started
 		// Begin wrote the skipped rows right before the first call's.
@@ -67,43 +72,73 @@ func (c *Coordinator) newLeader(r Request, task Task, started *Attempt, lock Loc
 		c.mu.Unlock()
 	}
 	c.leaders.Add(1)
-	go l.heartbeat()
+	l.beatMu.Lock()
+	l.beats = time.AfterFunc(l.beatEvery(), l.heartbeat)
+	l.beatMu.Unlock()
 	return l
 }
 
-// heartbeat extends the lease every lease/3 (DESIGN.md section 3) until
-// the task ends; a stale fence means a take-over happened.
+// beatEvery is the heartbeat's period: lease/3 (DESIGN.md section 3).
+func (l *leader) beatEvery() time.Duration {
+	if every := l.c.opts.Lease / 3; every > 0 {
+		return every
+	}
+	return time.Second
+}
+
+// heartbeat extends the lease, every lease/3 (DESIGN.md section 3) until
+// the task ends; a stale fence means a take-over happened. It runs on
+// the timer's goroutine and sets the timer again when it is done.
 func (l *leader) heartbeat() {
-	defer close(l.halted)
-	every := l.c.opts.Lease / 3
-	if every <= 0 {
-		every = time.Second
+	if l.beatDone() {
+		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-		if l.c.opts.MaxProcessing > 0 && time.Since(l.started) > l.c.opts.MaxProcessing {
-			l.lose()
-		}
-		ctx, cancel := l.c.ctx(context.Background())
-		err := l.c.store.Heartbeat(ctx, l.req.Tenant, l.req.KeyHash, l.fence, l.c.opts.Lease)
-		if errors.Is(err, ErrFenced) {
-			l.lose()
-		} else if err != nil {
-			l.c.storeError("heartbeat", err)
-		}
-		if l.lock != nil && !l.c.redisSkipped() {
-			if _, err := l.lock.Extend(ctx, l.c.opts.Lease); err != nil {
-				l.c.redisFailed(err)
-			}
-		}
-		cancel()
+	if l.c.opts.MaxProcessing > 0 && time.Since(l.started) > l.c.opts.MaxProcessing {
+		l.lose()
 	}
+	ctx, cancel := l.c.ctx(context.Background())
+	err := l.c.store.Heartbeat(ctx, l.req.Tenant, l.req.KeyHash, l.fence, l.c.opts.Lease)
+	if errors.Is(err, ErrFenced) {
+		l.lose()
+	} else if err != nil {
+		l.c.storeError("heartbeat", err)
+	}
+	if l.lock != nil && !l.c.redisSkipped() {
+		if _, err := l.lock.Extend(ctx, l.c.opts.Lease); err != nil {
+			l.c.redisFailed(err)
+		}
+	}
+	cancel()
+	l.beatMu.Lock()
+	defer l.beatMu.Unlock()
+	if l.beatStopped {
+		close(l.halted)
+		return
+	}
+	l.beats.Reset(l.beatEvery())
+}
+
+// beatDone reports whether the heartbeat was stopped, closing halted for
+// the stopper that found the timer fired.
+func (l *leader) beatDone() bool {
+	l.beatMu.Lock()
+	defer l.beatMu.Unlock()
+	if l.beatStopped {
+		close(l.halted)
+	}
+	return l.beatStopped
+}
+
+// stopHeartbeat stops the heartbeat and waits for a beat in progress.
+func (l *leader) stopHeartbeat() {
+	l.beatMu.Lock()
+	l.beatStopped = true
+	pending := l.beats.Stop() // true: the beat will not run, so none closes halted
+	l.beatMu.Unlock()
+	if pending {
+		close(l.halted)
+	}
+	<-l.halted
 }
 
 // lose marks the lease lost and cancels the upstream call.
@@ -297,8 +332,7 @@ func (t *Ticket) Fail(ctx context.Context, reason string) error {
 // two more Redis round trips. Shutdown waits for it (leaders).
 func (l *leader) end(errText string) {
 	l.endOnce.Do(func() {
-		close(l.stop)
-		<-l.halted
+		l.stopHeartbeat()
 		ctx, cancel := l.c.ctx(context.Background())
 		// After events, the end continues a stream: where Redis lost (or
 		// never got) them, remote joiners finish from the record.

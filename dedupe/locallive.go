@@ -18,8 +18,10 @@ var ErrLiveNotFound = errors.New("dedupe: live stream not found")
 var ErrLiveTrimmed = errors.New("dedupe: live stream was trimmed past the requested position")
 
 // liveFollowBuffer is the capacity of a follower's channel: it lets the
-// follower read ahead of a slow client by a few events.
-const liveFollowBuffer = 64
+// follower read ahead of a slow client by a few events. Every open stream
+// has one, so it stays small (issue 14): the live stream keeps the events
+// a slow client has not read yet anyway.
+const liveFollowBuffer = 8
 
 // followResult holds why a Follow stopped; get may be called at any time
 // and returns nil while the follow runs or after a clean End.

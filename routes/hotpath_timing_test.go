@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"bufio"
 	"io"
 	"log/slog"
 	"net"
@@ -133,7 +132,7 @@ func BenchmarkResponseHeaders(b *testing.B) {
 // the relay does per event.
 func BenchmarkWriteEvent(b *testing.B) {
 	ev := []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"tok1 "},"finish_reason":null}]}`)
-	sw := newSSEWriter(bufio.NewWriter(io.Discard), 1, 0, upstreams.DialectOpenAI)
+	sw := newSSEWriter(io.Discard, 1, 0, upstreams.DialectOpenAI)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(ev)))
 	for b.Loop() {

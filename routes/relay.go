@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -142,7 +141,7 @@ func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *de
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	c.streaming = true
 	if t == nil {
-		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		setStreamBody(ctx, func(w io.Writer) {
 			defer c.finish()
 			defer cancel()
 			c.status = res.Status
@@ -160,7 +159,7 @@ func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *de
 		s.pump(c, t, res, cancel)
 	}()
 	detached := detach(c.st.Config)
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+	setStreamBody(ctx, func(w io.Writer) {
 		c.status = res.Status
 		gone := writeEvents(newSSEWriter(w, t.Fence(), p.from, p.dialect), evs)
 		stop()
@@ -168,6 +167,15 @@ func (s *Server) leadStream(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *de
 			cancel()
 		}
 		// The log line carries the attempts and usage of the whole stream.
+		if gone {
+			// A detached pump may run for minutes: the connection's
+			// goroutine and buffers need not wait for it.
+			go func() {
+				<-done
+				c.finish()
+			}()
+			return
+		}
 		<-done
 		c.finish()
 	})
@@ -264,7 +272,7 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe
 	c.streaming = true
 	evs := dedupe.SplitEvents(r.Body)
 	from := p.from
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+	setStreamBody(ctx, func(w io.Writer) {
 		defer c.finish()
 		c.status = r.Status
 		sw := newSSEWriter(w, t.Task.Fence, from, p.dialect)
@@ -283,7 +291,7 @@ func (s *Server) join(ctx *fasthttp.RequestCtx, c *call, p *proxied, t *dedupe.T
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	c.streaming = true
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+	setStreamBody(ctx, func(w io.Writer) {
 		defer c.finish()
 		c.status = 200
 		var u upstreams.Usage

@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"testing"
@@ -14,7 +13,7 @@ func TestSSEWriterNumbersEvents(t *testing.T) {
 	f := func(fence int64, from int, events []dedupe.LiveEvent, want string) {
 		t.Helper()
 		var out bytes.Buffer
-		sw := newSSEWriter(bufio.NewWriterSize(&out, 16), fence, from, upstreams.DialectOpenAI)
+		sw := newSSEWriter(&out, fence, from, upstreams.DialectOpenAI)
 		for _, ev := range events {
 			if err := sw.live(ev); err != nil {
 				t.Fatalf("live(%+v): %v", ev, err)
@@ -37,11 +36,11 @@ func TestSSEWriterNumbersEvents(t *testing.T) {
 // that left is reported.
 func TestSSEWriterFlushesEachEvent(t *testing.T) {
 	var out bytes.Buffer
-	sw := newSSEWriter(bufio.NewWriter(&out), 1, 0, upstreams.DialectOpenAI)
+	sw := newSSEWriter(&out, 1, 0, upstreams.DialectOpenAI)
 	if err := sw.event([]byte("data: a")); err != nil || out.String() != "data: a\nid: 1.1\n\n" {
 		t.Fatalf("after one event: %q, %v", out.String(), err)
 	}
-	gone := newSSEWriter(bufio.NewWriter(failingWriter{}), 1, 0, upstreams.DialectOpenAI)
+	gone := newSSEWriter(failingWriter{}, 1, 0, upstreams.DialectOpenAI)
 	if gone.event([]byte("data: a")) == nil || gone.fail("x") == nil {
 		t.Fatal("a write to a client that left reported no error")
 	}

@@ -217,7 +217,10 @@ func (x *exchange) firstByte(ctx context.Context) (*reply, *Error) {
 	body := x.resp.BodyStream()
 	var seen atomic.Bool
 	timer, stopCancel := x.arm(ctx, body, &seen)
-	br := bufio.NewReaderSize(body, 4<<10)
+	// fasthttp's connection reader already buffers 4 KiB: this one only
+	// frames SSE lines (longer ones come in pieces), and an open stream
+	// holds it for its whole life (issue 14).
+	br := bufio.NewReaderSize(body, 1<<10)
 	_, err := br.Peek(1)
 	seen.Store(err == nil || err == io.EOF)
 	timedOut := !timer.Stop()

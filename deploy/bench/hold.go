@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,7 +74,9 @@ func (b *bench) hold() (*result, error) {
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
-			body := appendChat(nil, o.model, "held stream "+b.runID, true)
+			// One body per stream: identical bodies would derive one key, and
+			// every stream but the first would join it instead of being recorded.
+			body := appendChat(nil, o.model, "held stream "+b.runID+" "+strconv.Itoa(i), true)
 			s := b.doHeld(req, resp, body, deadline, func() {
 				if n := open.Add(1); n > maxOpen.Load() {
 					maxOpen.Store(n) // racy max: close enough for a count of thousands
