@@ -64,6 +64,8 @@ type Coordinator struct {
 	redis *redisHealth
 	// served counts replays and joins until FlushServed (served.go).
 	served servedCounts
+	// replays keeps recently replayed answers (replaycache.go).
+	replays replayCache
 }
 
 // redisSkipped reports whether Redis is down: requests then go straight
@@ -350,6 +352,12 @@ func (c *Coordinator) subscribe(ctx context.Context, keyHash string, remote *<-c
 // try makes one decision. It returns a ticket, or the in-flight task to
 // wait for or join (zero Task when the holder has not written its row yet).
 func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error) {
+	now := time.Now()
+	if !r.Fresh {
+		if task, ok := c.replays.get(r, now); ok {
+			return &Ticket{Decision: DecisionReplayed, Task: task}, Task{}, nil
+		}
+	}
 	var (
 		lock Lock
 		ok   = true
@@ -372,7 +380,7 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 			return nil, Task{}, nil // the holder is running; Begin bypasses
 		}
 		// Another request holds the lock: skip the insert and only read.
-		return c.inspect(ctx, r)
+		return c.inspect(ctx, r, now)
 	}
 	sctx, cancel := c.ctx(ctx)
 	res, err := c.store.Begin(sctx, BeginRequest{
@@ -396,9 +404,11 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 		for _, a := range res.Abandoned {
 			c.countAbandoned(a.Provider, 1)
 		}
+		c.replays.drop(r.Tenant, r.KeyHash, res.Task.CreatedAt, res.Task.Fence, time.Now())
 		return &Ticket{Decision: d, Task: res.Task, RecentAttempts: res.RecentAttempts, lead: c.newLeader(r, res.Task, res.Started, lock)}, Task{}, nil
 	case VerdictCompleted:
 		c.release(lock)
+		c.replays.put(res.Task, now)
 		t, err := c.replay(res.Task)
 		return t, Task{}, err
 	case VerdictMismatch:
@@ -410,10 +420,11 @@ func (c *Coordinator) try(ctx context.Context, r Request) (*Ticket, Task, error)
 	}
 }
 
-// inspect reads the row of a task whose lock is held elsewhere.
-func (c *Coordinator) inspect(ctx context.Context, r Request) (*Ticket, Task, error) {
+// inspect reads the row of a task whose lock is held elsewhere; the read
+// began at now.
+func (c *Coordinator) inspect(ctx context.Context, r Request, now time.Time) (*Ticket, Task, error) {
 	sctx, cancel := c.ctx(ctx)
-	task, _, err := c.store.Get(sctx, r.Tenant, r.KeyHash)
+	task, err := c.store.Lookup(sctx, r.Tenant, r.KeyHash)
 	cancel()
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -426,6 +437,7 @@ func (c *Coordinator) inspect(ctx context.Context, r Request) (*Ticket, Task, er
 	case task.Fingerprint != r.Fingerprint:
 		return nil, Task{}, ErrMismatch
 	case task.Status == StatusCompleted:
+		c.replays.put(task, now)
 		t, err := c.replay(task)
 		return t, Task{}, err
 	case task.Status == StatusProcessing:

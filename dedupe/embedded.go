@@ -495,6 +495,27 @@ func (s *Embedded) StartAttempt(ctx context.Context, tenant, keyHash string, fen
 	return nil
 }
 
+// Lookup implements Store: Get without the attempts.
+func (s *Embedded) Lookup(ctx context.Context, tenant, keyHash string) (Task, error) {
+	if err := ctx.Err(); err != nil {
+		return Task{}, fmt.Errorf("cannot look up task %q: %w", taskName(tenant, keyHash), err)
+	}
+	var t Task
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var ok bool
+		var err error
+		t, ok, err = newEmbeddedTx(tx).load(boltTaskKey(tenant, keyHash))
+		if err == nil && !ok {
+			err = ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return Task{}, fmt.Errorf("cannot look up task %q: %w", taskName(tenant, keyHash), err)
+	}
+	return replayable(t), nil
+}
+
 // Get implements Store.
 func (s *Embedded) Get(ctx context.Context, tenant, keyHash string) (Task, []Attempt, error) {
 	if err := ctx.Err(); err != nil {

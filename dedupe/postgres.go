@@ -570,10 +570,25 @@ func fencedCount(row pgx.Row) error {
 	return nil
 }
 
+// sqlSelectTask reads one task through the unique index on (tenant, key_hash).
+const sqlSelectTask = `SELECT ` + taskColumns + ` FROM tasks WHERE tenant = $1 AND key_hash = $2`
+
+// Lookup implements Store: one statement (prepared once per connection by
+// pgx's statement cache), no attempts.
+func (p *Postgres) Lookup(ctx context.Context, tenant, keyHash string) (Task, error) {
+	_, t, err := scanTask(p.pool.QueryRow(ctx, sqlSelectTask, tenant, keyHash))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Task{}, fmt.Errorf("cannot look up task %q: %w", taskName(tenant, keyHash), ErrNotFound)
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("cannot look up task %q: %w", taskName(tenant, keyHash), err)
+	}
+	return replayable(t), nil
+}
+
 // Get implements Store.
 func (p *Postgres) Get(ctx context.Context, tenant, keyHash string) (Task, []Attempt, error) {
-	id, t, err := scanTask(p.pool.QueryRow(ctx,
-		`SELECT `+taskColumns+` FROM tasks WHERE tenant = $1 AND key_hash = $2`, tenant, keyHash))
+	id, t, err := scanTask(p.pool.QueryRow(ctx, sqlSelectTask, tenant, keyHash))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Task{}, nil, fmt.Errorf("cannot get task %q: %w", taskName(tenant, keyHash), ErrNotFound)
 	}

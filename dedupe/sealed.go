@@ -98,6 +98,17 @@ func (s *sealedStore) Get(ctx context.Context, tenant, keyHash string) (Task, []
 	return t, attempts, nil
 }
 
+func (s *sealedStore) Lookup(ctx context.Context, tenant, keyHash string) (Task, error) {
+	t, err := s.Store.Lookup(ctx, tenant, keyHash)
+	if err != nil {
+		return t, err
+	}
+	if err := openResponse(s.keys, t.Tenant, t.KeyHash, t.Response); err != nil {
+		return Task{}, err
+	}
+	return t, nil
+}
+
 // sealedLive seals the events of live streams kept in Redis, each bound
 // to its stream's name (key hash, generation and fence; the key hash is
 // derived from the tenant, see HashKey). End markers and their error

@@ -218,6 +218,9 @@ type Store interface {
 	StartAttempt(ctx context.Context, tenant, keyHash string, fence int64, s AttemptStart) error
 	// Get returns the task and its attempts in order, or ErrNotFound.
 	Get(ctx context.Context, tenant, keyHash string) (Task, []Attempt, error)
+	// Lookup returns the task without its attempts, or ErrNotFound: what
+	// a duplicate needs to replay, wait or join, in one indexed read.
+	Lookup(ctx context.Context, tenant, keyHash string) (Task, error)
 	// List returns a page of task summaries, newest first (list.go), or
 	// ErrBadCursor.
 	List(ctx context.Context, q ListQuery) (ListPage, error)
