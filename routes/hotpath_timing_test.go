@@ -1,14 +1,20 @@
 package routes
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/idemgw/gateway/config"
 	"github.com/idemgw/gateway/dedupe"
@@ -139,5 +145,121 @@ func BenchmarkWriteEvent(b *testing.B) {
 		if err := sw.event(ev); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// streamAnswer is what the canned stream upstream sends: eight content
+// chunks, a usage chunk and [DONE], as a short streamed answer has.
+var streamAnswer = func() string {
+	var b strings.Builder
+	for i := range 8 {
+		fmt.Fprintf(&b, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok%d \"},\"finish_reason\":null}]}\n\n", i)
+	}
+	b.WriteString("data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":8,\"total_tokens\":18}}\n\n")
+	b.WriteString("data: [DONE]\n\n")
+	return b.String()
+}()
+
+// streamServer is a gateway in front of a canned stream upstream, served
+// by a fasthttp.Server on an in-memory listener (a stream's body is written
+// by the server, not the handler), with the given dedupe section; with
+// dedupe on, its records go to an embedded store and its live streams to
+// the in-process backend. It returns a client of it.
+func streamServer(b *testing.B, dedupeYAML string) *fasthttp.Client {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("text/event-stream")
+		ctx.SetBodyString(streamAnswer)
+	}}
+	go func() { _ = up.Serve(ln) }()
+	b.Cleanup(func() { _ = up.Shutdown() })
+	yaml := `listen: 127.0.0.1:0
+auth: {mode: keys, keys: [{tenant: bench, key: sk-bench}]}
+` + dedupeYAML + `
+store: {kind: embedded, path: "` + b.TempDir() + `/gw.db"}
+providers:
+  fake: {base_url: "http://` + ln.Addr().String() + `/v1", api_key: upstream-key, timeout: 10s, first_byte_timeout: 5s}
+routes:
+  - model: "*"
+    targets: [{provider: fake}]
+`
+	cfg, err := config.Parse("bench.yaml", []byte(yaml), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var coord *dedupe.Coordinator
+	if cfg.Dedupe.IsEnabled() {
+		store, err := dedupe.OpenEmbedded(cfg.Store.Path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = store.Close() })
+		d := cfg.Dedupe
+		coord = dedupe.NewCoordinator(store, nil, dedupe.Options{Owner: "bench", Lease: d.Lease, MaxProcessing: d.MaxProcessing,
+			KeyTTL: d.KeyTTL, WaitTimeout: d.WaitTimeout, MaxRecordBytes: d.MaxRecordBytes, ReapBatch: d.ReapBatch})
+		b.Cleanup(func() { _ = coord.Drain(context.Background()) })
+	}
+	st, err := NewState(cfg, upstreams.NewMetrics(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv := &fasthttp.Server{Handler: NewServer(st, coord, log, nil).Handler(), NoDefaultServerHeader: true, CloseOnShutdown: true}
+	gl := fasthttputil.NewInmemoryListener()
+	go func() { _ = srv.Serve(gl) }()
+	b.Cleanup(func() { _ = srv.Shutdown() })
+	return &fasthttp.Client{Dial: func(string) (net.Conn, error) { return gl.Dial() }}
+}
+
+// benchStream sends one stream request with key (none: "") and checks
+// that the whole stream came back.
+func benchStream(b *testing.B, cl *fasthttp.Client, key string) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://gateway/v1/chat/completions")
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	req.Header.Set("Authorization", "Bearer sk-bench")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	req.SetBodyString(`{"model":"bench-model","messages":[{"role":"user","content":"benchmark prompt"}],"stream":true}`)
+	if err := cl.Do(req, resp); err != nil {
+		b.Fatal(err)
+	}
+	if body := resp.Body(); resp.StatusCode() != 200 || !bytes.Contains(body, []byte("data: [DONE]")) || !bytes.Contains(body, []byte("tok7 ")) {
+		b.Fatalf("status %d body %.300s", resp.StatusCode(), body)
+	}
+}
+
+// BenchmarkStreamOff relays one 10-event stream with dedupe off: the
+// upstream call, the SSE split and the relay to the client, through a
+// fasthttp server and client on an in-memory connection.
+func BenchmarkStreamOff(b *testing.B) {
+	cl := streamServer(b, "dedupe: {enabled: false}")
+	benchStream(b, cl, "")
+	b.ReportAllocs()
+	for b.Loop() {
+		benchStream(b, cl, "")
+	}
+}
+
+// BenchmarkRecordedStream relays the same stream under a new
+// Idempotency-Key: the relay plus its recording, each event appended to
+// the in-process live stream (which the client follows) and the whole
+// answer completed into the embedded store.
+func BenchmarkRecordedStream(b *testing.B) {
+	cl := streamServer(b, "dedupe: {enabled: true}")
+	benchStream(b, cl, "bench-warm")
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		n++
+		benchStream(b, cl, "bench-"+strconv.Itoa(n))
 	}
 }
