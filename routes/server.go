@@ -2,11 +2,12 @@ package routes
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,9 +57,13 @@ type Server struct {
 	active atomic.Int64
 	limits *limit.Limiter
 	tracer *tracing.Tracer // nil: tracing off
-	// durations holds each route's request duration histogram, so that
-	// finish does not build its metric name on every request (issue 14).
-	durations sync.Map // route -> *metrics.PrometheusHistogram
+	// routeMetrics holds each route's request duration histogram and
+	// gateway_requests_total counters, so that finish neither builds their
+	// names nor looks them up in the set on every request (issue 14).
+	routeMetrics sync.Map // route -> *routeMetrics
+	// proxyHandler and modelsHandler are the API handlers behind auth,
+	// built once: wrapping them per request cost two allocations.
+	proxyHandler, modelsHandler handlerFunc
 }
 
 // Readiness is what /readyz reports (DESIGN.md section 5).
@@ -78,6 +83,7 @@ type Readiness struct {
 func NewServer(st *State, coord *dedupe.Coordinator, log *slog.Logger, ready func(ctx context.Context) Readiness) *Server {
 	s := &Server{coord: coord, log: log, set: metrics.NewSet(), ready: ready, now: time.Now}
 	s.limits = limit.New(s.set)
+	s.proxyHandler, s.modelsHandler = s.authed(s.proxy), s.authed(s.models)
 	s.Swap(st)
 	s.set.NewGauge(`gateway_inflight_requests`, func() float64 { return float64(s.active.Load()) })
 	return s
@@ -186,12 +192,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, c *call) handlerFunc {
 		if !ctx.IsPost() {
 			return methodNotAllowed("POST")
 		}
-		return s.authed(s.proxy)
+		return s.proxyHandler
 	case "/v1/models":
 		if !ctx.IsGet() {
 			return methodNotAllowed("GET")
 		}
-		return s.authed(s.models)
+		return s.modelsHandler
 	}
 	if c.st.Config.Debug.Pprof && strings.HasPrefix(path, debugPrefix) {
 		s.pprof(ctx, c)
@@ -279,14 +285,40 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(b)
 }
 
-// duration is route's request duration histogram.
-func (s *Server) duration(route string) *metrics.PrometheusHistogram {
-	if h, ok := s.durations.Load(route); ok {
-		return h.(*metrics.PrometheusHistogram)
+// routeMetrics are the request metrics of one route.
+type routeMetrics struct {
+	duration *metrics.PrometheusHistogram
+	// requests holds gateway_requests_total by status code, filled as
+	// codes are seen; codes out of its range are looked up in the set.
+	requests [600]atomic.Pointer[metrics.Counter]
+}
+
+// metricsOf returns route's request metrics.
+func (s *Server) metricsOf(route string) *routeMetrics {
+	if m, ok := s.routeMetrics.Load(route); ok {
+		return m.(*routeMetrics)
 	}
-	h := s.set.GetOrCreatePrometheusHistogram(`gateway_request_duration_seconds{route=` + strconv.Quote(route) + `}`)
-	s.durations.Store(route, h)
-	return h
+	m := &routeMetrics{duration: s.set.GetOrCreatePrometheusHistogram(`gateway_request_duration_seconds{route=` + strconv.Quote(route) + `}`)}
+	m2, _ := s.routeMetrics.LoadOrStore(route, m)
+	return m2.(*routeMetrics)
+}
+
+// countRequest adds one to gateway_requests_total of route and code.
+func (s *Server) countRequest(m *routeMetrics, route string, code int) {
+	if code < 0 || code >= len(m.requests) {
+		s.requestsCounter(route, code).Inc()
+		return
+	}
+	c := m.requests[code].Load()
+	if c == nil {
+		c = s.requestsCounter(route, code)
+		m.requests[code].Store(c)
+	}
+	c.Inc()
+}
+
+func (s *Server) requestsCounter(route string, code int) *metrics.Counter {
+	return s.set.GetOrCreateCounter(`gateway_requests_total{route=` + strconv.Quote(route) + `,code="` + strconv.Itoa(code) + `"}`)
 }
 
 // finish writes the metrics and the one log line of the request.
@@ -295,8 +327,9 @@ func (c *call) finish() {
 	s.active.Add(-1)
 	c.slot.Release()
 	d := time.Since(c.start)
-	s.set.GetOrCreateCounter(`gateway_requests_total{route=` + strconv.Quote(c.route) + `,code="` + strconv.Itoa(c.status) + `"}`).Inc()
-	s.duration(c.route).Update(d.Seconds())
+	m := s.metricsOf(c.route)
+	s.countRequest(m, c.route, c.status)
+	m.duration.Update(d.Seconds())
 	if c.led {
 		c.chain.ObserveRequest(c.path, c.servedBy, c.servedModel, c.status, d)
 	}
@@ -361,9 +394,15 @@ func requestID(ctx *fasthttp.RequestCtx) string {
 	if id := ctx.Request.Header.Peek("X-Request-Id"); len(id) > 0 && len(id) <= 128 && printable(id) {
 		return string(id)
 	}
+	// An id correlates, it guards nothing: the runtime's per-thread
+	// generator is enough, and unlike crypto/rand costs no system call
+	// per request (issue 14).
 	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint32(b[8:], rand.Uint32())
+	var id [24]byte
+	hex.Encode(id[:], b[:])
+	return string(id[:])
 }
 
 func printable(b []byte) bool {
