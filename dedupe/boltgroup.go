@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -32,6 +33,9 @@ type boltOp struct {
 type boltGroup struct {
 	db  *bolt.DB
 	ops chan *boltOp
+
+	// commits counts the transactions run (the benchmark's commits/task).
+	commits atomic.Int64
 
 	mu     sync.RWMutex
 	closed bool
@@ -98,6 +102,7 @@ func (g *boltGroup) loop() {
 func (g *boltGroup) run(batch []*boltOp) {
 	for len(batch) > 0 {
 		failed := -1
+		g.commits.Add(1)
 		err := g.db.Update(func(tx *bolt.Tx) error {
 			for i, op := range batch {
 				if err := op.fn(tx); err != nil {
