@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -16,20 +18,60 @@ import (
 )
 
 // Bucket names of the embedded store.
+//
+// Layout (issue 10): a task's record is one value, the JSON of a
+// boltRecord (the Task and its attempt ledger), so a write of a task is
+// one Put. While a task is processing its record lives in
+// bucketProcessing, which holds only the tasks in flight: a few leaf
+// pages that every Begin, heartbeat and StartAttempt of a batch share.
+// Complete or Fail moves it to bucketTasks, the big bucket whose random
+// keys cost a page each: one random page per task instead of four
+// (Begin and Complete each wrote a task and an attempt in buckets of
+// random keys). Files of the earlier layout are moved over on open
+// (migrateLayout).
 const (
-	// bucketTasks maps taskKey to the JSON of a Task.
+	// bucketTasks maps taskKey to the record of a finished task.
 	bucketTasks = "tasks"
-	// bucketAttempts maps taskKey + 0x00 + big-endian uint32 n to the JSON
-	// of an Attempt, so a prefix scan yields a task's attempts in order.
+	// bucketAttempts is the earlier layout's attempt ledger: taskKey +
+	// 0x00 + big-endian uint32 n -> the JSON of an Attempt. migrateLayout
+	// moves its attempts into their records and deletes it.
 	bucketAttempts = "attempts"
 	// bucketExpiry indexes finished tasks: big-endian expires_at (Unix
 	// nanoseconds) + taskKey -> nothing. DeleteExpired walks it from the
 	// start, so a batch costs what it deletes, not a scan of every task.
 	bucketExpiry = "expiry"
-	// bucketProcessing is the set of processing task keys, the only
-	// candidates ReclaimZombies has to look at.
+	// bucketProcessing maps taskKey to the record of a processing task,
+	// the only candidates ReclaimZombies has to look at. (The earlier
+	// layout kept the key alone, with the record in bucketTasks.)
 	bucketProcessing = "processing"
 )
+
+// boltRecord is the stored value of a task: the Task's fields (as the
+// earlier layout stored them) and its attempts in order of N.
+type boltRecord struct {
+	Task
+	Attempts []Attempt `json:",omitempty"`
+}
+
+// attempt returns the attempt numbered n, nil when there is none.
+func (r *boltRecord) attempt(n int) *Attempt {
+	i, found := slices.BinarySearchFunc(r.Attempts, n, func(a Attempt, n int) int { return cmp.Compare(a.N, n) })
+	if !found {
+		return nil
+	}
+	return &r.Attempts[i]
+}
+
+// setAttempt writes a over the attempt of its number, or inserts it in
+// order.
+func (r *boltRecord) setAttempt(a Attempt) {
+	i, found := slices.BinarySearchFunc(r.Attempts, a.N, func(x Attempt, n int) int { return cmp.Compare(x.N, n) })
+	if found {
+		r.Attempts[i] = a
+		return
+	}
+	r.Attempts = slices.Insert(r.Attempts, i, a)
+}
 
 // Embedded is the Store of a single-node gateway: one bbolt file, no
 // server. bbolt runs one write transaction at a time, which makes every
@@ -63,12 +105,15 @@ func OpenEmbedded(path string) (*Embedded, error) {
 		return nil, fmt.Errorf("cannot open store file %q: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range []string{bucketTasks, bucketAttempts, bucketExpiry, bucketProcessing, bucketCreated, bucketServed} {
+		for _, name := range []string{bucketTasks, bucketExpiry, bucketProcessing, bucketCreated, bucketServed} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return fmt.Errorf("cannot create bucket %q: %w", name, err)
 			}
 		}
-		return backfillCreated(tx)
+		if err := backfillCreated(tx); err != nil {
+			return err
+		}
+		return migrateLayout(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -86,15 +131,6 @@ func boltTaskKey(tenant, keyHash string) []byte {
 	return append(k, keyHash...)
 }
 
-// attemptPrefix is the common prefix of a task's keys in bucketAttempts.
-func attemptPrefix(key []byte) []byte {
-	return append(bytes.Clone(key), 0)
-}
-
-func attemptKey(key []byte, n int) []byte {
-	return binary.BigEndian.AppendUint32(attemptPrefix(key), uint32(n))
-}
-
 func expiryKey(at time.Time, key []byte) []byte {
 	k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(key)), uint64(at.UnixNano()))
 	return append(k, key...)
@@ -106,170 +142,193 @@ func nowLocal() time.Time { return time.Now().Round(0) }
 
 // embeddedTx wraps a write transaction with the task helpers.
 type embeddedTx struct {
-	tx                                  *bolt.Tx
-	tasks, attempts, expiry, processing *bolt.Bucket
+	tx                        *bolt.Tx
+	tasks, expiry, processing *bolt.Bucket
 }
 
 func newEmbeddedTx(tx *bolt.Tx) embeddedTx {
 	return embeddedTx{
 		tx:         tx,
 		tasks:      tx.Bucket([]byte(bucketTasks)),
-		attempts:   tx.Bucket([]byte(bucketAttempts)),
 		expiry:     tx.Bucket([]byte(bucketExpiry)),
 		processing: tx.Bucket([]byte(bucketProcessing)),
 	}
 }
 
-// load returns the task at key; ok is false when there is none.
-func (e embeddedTx) load(key []byte) (t Task, ok bool, err error) {
-	v := e.tasks.Get(key)
+// value is the stored record at key, nil when there is none.
+func (e embeddedTx) value(key []byte) []byte {
+	if v := e.processing.Get(key); len(v) > 0 {
+		return v
+	}
+	if v := e.tasks.Get(key); len(v) > 0 {
+		return v
+	}
+	return nil
+}
+
+// load returns the record at key; ok is false when there is none.
+func (e embeddedTx) load(key []byte) (r boltRecord, ok bool, err error) {
+	v := e.value(key)
 	if v == nil {
-		return Task{}, false, nil
+		return boltRecord{}, false, nil
 	}
-	if err := json.Unmarshal(v, &t); err != nil {
-		return Task{}, false, fmt.Errorf("cannot decode task %q: %w", key, err)
+	if err := decodeRecord(v, &r, true); err != nil {
+		return boltRecord{}, false, fmt.Errorf("cannot decode task %q: %w", key, err)
 	}
-	return t, true, nil
+	return r, true, nil
 }
 
-// unindex removes old's entry from the index it is in.
-func (e embeddedTx) unindex(key []byte, old Task) error {
-	if old.Status == StatusProcessing {
-		return e.processing.Delete(key)
+// store writes r at key in the bucket of its status.
+func (e embeddedTx) store(key []byte, r *boltRecord) error {
+	size := 160 + 96*len(r.Attempts)
+	if r.Response != nil {
+		size += len(r.Response.ContentType) + len(r.Response.Body)
 	}
-	return e.expiry.Delete(expiryKey(old.ExpiresAt, key))
-}
-
-// put stores t at key and moves it between the indexes; old is the
-// previous version (nil for a new task).
-func (e embeddedTx) put(key []byte, old *Task, t Task) error {
-	if old != nil {
-		if err := e.unindex(key, *old); err != nil {
-			return err
-		}
-	}
-	var err error
-	if t.Status == StatusProcessing {
-		err = e.processing.Put(key, nil)
-	} else {
-		err = e.expiry.Put(expiryKey(t.ExpiresAt, key), nil)
-	}
-	if err != nil {
-		return err
-	}
-	if err := e.indexCreated(key, old, t); err != nil {
-		return err
-	}
-	v, err := json.Marshal(t)
-	if err != nil {
-		return fmt.Errorf("cannot encode task %q: %w", key, err)
+	v := encodeRecord(make([]byte, 0, size), r)
+	if r.Status == StatusProcessing {
+		return e.processing.Put(key, v)
 	}
 	return e.tasks.Put(key, v)
 }
 
-// deleteAttemptsBefore removes the attempts of the task at key that
-// started before cutoff.
-func (e embeddedTx) deleteAttemptsBefore(key []byte, cutoff time.Time) error {
-	all, err := e.attemptsOf(key)
-	if err != nil {
-		return err
-	}
-	for _, a := range all {
-		if a.StartedAt.Before(cutoff) {
-			if err := e.attempts.Delete(attemptKey(key, a.N)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// deleteAttempts removes every attempt of the task at key.
-func (e embeddedTx) deleteAttempts(key []byte) error {
-	prefix := attemptPrefix(key)
-	var keys [][]byte
-	c := e.attempts.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		keys = append(keys, bytes.Clone(k))
-	}
-	// Deleting while iterating would make the cursor skip keys.
-	for _, k := range keys {
-		if err := e.attempts.Delete(k); err != nil {
+// put stores r at key, moving it between bucketProcessing and
+// bucketTasks and their indexes; old is the previous version of the task
+// (nil for a new task).
+func (e embeddedTx) put(key []byte, old *Task, r *boltRecord) error {
+	wasProcessing := old != nil && old.Status == StatusProcessing
+	if old != nil && !wasProcessing {
+		if err := e.expiry.Delete(expiryKey(old.ExpiresAt, key)); err != nil {
 			return err
 		}
 	}
-	return nil
-}
-
-// attempts returns the task's attempts in order.
-func (e embeddedTx) attemptsOf(key []byte) ([]Attempt, error) {
-	var out []Attempt
-	prefix := attemptPrefix(key)
-	c := e.attempts.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		var a Attempt
-		if err := json.Unmarshal(v, &a); err != nil {
-			return nil, fmt.Errorf("cannot decode attempt %q: %w", k, err)
+	if r.Status == StatusProcessing {
+		if old != nil && !wasProcessing {
+			if err := e.tasks.Delete(key); err != nil {
+				return err
+			}
 		}
-		out = append(out, a)
+	} else {
+		if wasProcessing {
+			if err := e.processing.Delete(key); err != nil {
+				return err
+			}
+		}
+		if err := e.expiry.Put(expiryKey(r.ExpiresAt, key), nil); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	if err := e.indexCreated(key, old, r.Task); err != nil {
+		return err
+	}
+	return e.store(key, r)
 }
 
-// putAttempt writes a (a new row, or the final version of its started
-// row) under the task at key.
-func (e embeddedTx) putAttempt(key []byte, a Attempt) error {
-	v, err := json.Marshal(a)
-	if err != nil {
-		return fmt.Errorf("cannot encode attempt: %w", err)
-	}
-	return e.attempts.Put(attemptKey(key, a.N), v)
-}
-
-// putFinal writes a leader's final record of an attempt at fence,
+// putFinal writes a leader's final record of an attempt at fence into r,
 // unless it is nil or would overwrite an attempt of another fence.
-func (e embeddedTx) putFinal(key []byte, fence int64, a *Attempt) error {
+func putFinal(r *boltRecord, fence int64, a *Attempt) {
 	if a == nil || a.N <= 0 {
-		return nil
+		return
 	}
-	if v := e.attempts.Get(attemptKey(key, a.N)); v != nil {
-		var old Attempt
-		if err := json.Unmarshal(v, &old); err != nil {
-			return fmt.Errorf("cannot decode attempt %d of %q: %w", a.N, key, err)
-		}
-		if old.Fence != fence {
-			return nil
-		}
+	if old := r.attempt(a.N); old != nil && old.Fence != fence {
+		return
 	}
 	final := *a
 	final.Fence = fence
 	if final.StartedAt.IsZero() {
 		final.StartedAt = nowLocal()
 	}
-	return e.putAttempt(key, final)
+	r.setAttempt(final)
 }
 
 // abandon marks the started attempts of fences before fence abandoned
 // and returns them with the task's highest attempt number and how many
 // attempts started after since (recentAttempts).
-func (e embeddedTx) abandon(key []byte, fence int64, since time.Time) (abandoned []Attempt, last, recent int, err error) {
-	all, err := e.attemptsOf(key)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	recent = recentAttempts(all, since)
-	for _, a := range all {
+func abandon(r *boltRecord, fence int64, since time.Time) (abandoned []Attempt, last, recent int) {
+	recent = recentAttempts(r.Attempts, since)
+	for i := range r.Attempts {
+		a := &r.Attempts[i]
 		last = max(last, a.N)
 		if a.Outcome != AttemptStarted || a.Fence >= fence {
 			continue
 		}
 		a.Outcome, a.Error = AttemptAbandoned, abandonedError
-		if err := e.putAttempt(key, a); err != nil {
-			return nil, 0, 0, err
-		}
-		abandoned = append(abandoned, a)
+		abandoned = append(abandoned, *a)
 	}
-	return abandoned, last, recent, nil
+	return abandoned, last, recent
+}
+
+// migrateLayout moves a store file of the earlier layout (see the bucket
+// names) to this one, in the transaction that opens it: the records of
+// processing tasks into bucketProcessing, and the attempts of
+// bucketAttempts into their records. It does nothing on a file already
+// moved, so it runs at every open.
+func migrateLayout(tx *bolt.Tx) error {
+	e := newEmbeddedTx(tx)
+	var keys [][]byte
+	c := e.processing.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(v) == 0 {
+			keys = append(keys, bytes.Clone(k))
+		}
+	}
+	for _, k := range keys {
+		v := bytes.Clone(e.tasks.Get(k))
+		if err := e.tasks.Delete(k); err != nil {
+			return err
+		}
+		if len(v) == 0 {
+			if err := e.processing.Delete(k); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := e.processing.Put(k, v); err != nil {
+			return err
+		}
+	}
+	old := tx.Bucket([]byte(bucketAttempts))
+	if old == nil {
+		return nil
+	}
+	var (
+		key []byte
+		rec boltRecord
+		ok  bool
+	)
+	flush := func() error {
+		if !ok {
+			return nil
+		}
+		return e.store(key, &rec)
+	}
+	oc := old.Cursor()
+	for k, v := oc.First(); k != nil; k, v = oc.Next() {
+		if len(k) < 5 {
+			continue
+		}
+		tk := k[:len(k)-5] // taskKey + 0x00 + uint32 n
+		if !bytes.Equal(tk, key) {
+			if err := flush(); err != nil {
+				return err
+			}
+			key = bytes.Clone(tk)
+			var err error
+			if rec, ok, err = e.load(key); err != nil {
+				return err
+			}
+		}
+		var a Attempt
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("cannot decode attempt %q: %w", k, err)
+		}
+		if ok {
+			rec.setAttempt(a)
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return tx.DeleteBucket([]byte(bucketAttempts))
 }
 
 // update runs fn in a write transaction unless ctx is already done
@@ -300,7 +359,7 @@ func (e embeddedTx) begin(req BeginRequest, res *BeginResult) error {
 	*res = BeginResult{}
 	now := nowLocal()
 	key := boltTaskKey(req.Tenant, req.KeyHash)
-	old, ok, err := e.load(key)
+	oldRec, ok, err := e.load(key)
 	if err != nil {
 		return err
 	}
@@ -311,11 +370,11 @@ func (e embeddedTx) begin(req BeginRequest, res *BeginResult) error {
 			Stream: req.Stream, Model: req.Model, CreatedAt: now, UpdatedAt: now, StartedAt: now,
 		}
 		*res = BeginResult{Verdict: VerdictLeader, Task: t}
-		if err := e.put(key, nil, t); err != nil {
-			return err
-		}
-		return e.startFirst(key, req, res, 0)
+		rec := boltRecord{Task: t}
+		startFirst(&rec, req, res, 0)
+		return e.put(key, nil, &rec)
 	}
+	old := oldRec.Task
 
 	expired := old.Status != StatusProcessing && (old.ExpiresAt.Before(now) ||
 		req.MaxAge > 0 && old.UpdatedAt.Add(req.MaxAge).Before(now))
@@ -338,9 +397,8 @@ func (e embeddedTx) begin(req BeginRequest, res *BeginResult) error {
 		// Earlier attempts stay until they are older than key_ttl, as on
 		// Postgres: a restarted key keeps the calls it paid for.
 		t = Task{Tenant: req.Tenant, KeyHash: req.KeyHash, Fingerprint: req.Fingerprint, CreatedAt: now}
-		if err := e.deleteAttemptsBefore(key, now.Add(-req.AttemptRetention)); err != nil {
-			return err
-		}
+		cutoff := now.Add(-req.AttemptRetention)
+		oldRec.Attempts = slices.DeleteFunc(oldRec.Attempts, func(a Attempt) bool { return a.StartedAt.Before(cutoff) })
 		res.Verdict = VerdictLeader
 	case actRestartFailed:
 		t.Error = ""
@@ -359,70 +417,63 @@ func (e embeddedTx) begin(req BeginRequest, res *BeginResult) error {
 	t.LeaseOwner, t.LeaseUntil = req.Owner, now.Add(req.Lease)
 	t.StartedAt, t.UpdatedAt, t.ExpiresAt = now, now, time.Time{}
 	res.Task = t
-	if err := e.put(key, &old, t); err != nil {
-		return err
-	}
-	abandoned, last, recent, err := e.abandon(key, t.Fence, now.Add(-req.AttemptWindow))
-	if err != nil {
-		return err
-	}
+	rec := boltRecord{Task: t, Attempts: oldRec.Attempts}
+	abandoned, last, recent := abandon(&rec, t.Fence, now.Add(-req.AttemptWindow))
 	res.Abandoned = abandoned
 	if req.AttemptWindow > 0 {
 		res.RecentAttempts = recent
 	}
-	if overBudget(req, res.RecentAttempts) {
-		res.Started = nil
-		return nil
+	res.Started = nil
+	if !overBudget(req, res.RecentAttempts) {
+		startFirst(&rec, req, res, last)
 	}
-	return e.startFirst(key, req, res, last)
+	return e.put(key, &old, &rec)
 }
 
-// startFirst writes the targets the new leader skips (skipped) and its
-// first attempt (started), after the task's attempt last.
-func (e embeddedTx) startFirst(key []byte, req BeginRequest, res *BeginResult, last int) error {
+// startFirst writes into r the targets the new leader skips (skipped)
+// and its first attempt (started), after the task's attempt last.
+func startFirst(r *boltRecord, req BeginRequest, res *BeginResult, last int) {
 	res.Started = nil
 	for _, s := range req.Skipped {
 		last++
 		a := startedAttempt(s, last, res.Task.Fence, res.Task.StartedAt)
 		a.Outcome, a.Error = AttemptSkipped, s.Error
-		if err := e.putAttempt(key, a); err != nil {
-			return err
-		}
+		r.setAttempt(a)
 	}
 	if req.First.Provider == "" {
-		return nil
+		return
 	}
 	a := startedAttempt(req.First, last+1, res.Task.Fence, res.Task.StartedAt)
 	res.Started = &a
-	return e.putAttempt(key, a)
+	r.setAttempt(a)
 }
 
 // updateFenced applies fn to the task held at fence, or fails with
 // ErrFenced when the task is gone, finished, or at another fence.
-func (s *Embedded) updateFenced(ctx context.Context, tenant, keyHash string, fence int64, fn func(e embeddedTx, key []byte, t *Task, now time.Time) error) error {
+func (s *Embedded) updateFenced(ctx context.Context, tenant, keyHash string, fence int64, fn func(r *boltRecord, now time.Time) error) error {
 	return s.update(ctx, func(e embeddedTx) error {
 		key := boltTaskKey(tenant, keyHash)
-		old, ok, err := e.load(key)
+		rec, ok, err := e.load(key)
 		if err != nil {
 			return err
 		}
+		old := rec.Task
 		if !ok || old.Fence != fence || old.Status != StatusProcessing {
 			return ErrFenced
 		}
-		t := old
 		now := nowLocal()
-		t.UpdatedAt = now
-		if err := fn(e, key, &t, now); err != nil {
+		rec.UpdatedAt = now
+		if err := fn(&rec, now); err != nil {
 			return err
 		}
-		return e.put(key, &old, t)
+		return e.put(key, &old, &rec)
 	})
 }
 
 // Heartbeat implements Store.
 func (s *Embedded) Heartbeat(ctx context.Context, tenant, keyHash string, fence int64, lease time.Duration) error {
-	err := s.updateFenced(ctx, tenant, keyHash, fence, func(_ embeddedTx, _ []byte, t *Task, now time.Time) error {
-		t.LeaseUntil = now.Add(lease)
+	err := s.updateFenced(ctx, tenant, keyHash, fence, func(r *boltRecord, now time.Time) error {
+		r.LeaseUntil = now.Add(lease)
 		return nil
 	})
 	if err != nil {
@@ -440,19 +491,17 @@ func finishTask(t *Task, status Status, now time.Time, ttl time.Duration) {
 
 // Complete implements Store.
 func (s *Embedded) Complete(ctx context.Context, tenant, keyHash string, fence int64, c Completion) error {
-	err := s.updateFenced(ctx, tenant, keyHash, fence, func(e embeddedTx, key []byte, t *Task, now time.Time) error {
+	err := s.updateFenced(ctx, tenant, keyHash, fence, func(r *boltRecord, now time.Time) error {
+		t := &r.Task
 		if !c.Generation.IsZero() && !t.CreatedAt.Equal(c.Generation) {
 			return ErrFenced
 		}
-		if err := e.putFinal(key, fence, c.Attempt); err != nil {
-			return err
-		}
+		putFinal(r, fence, c.Attempt)
 		finishTask(t, StatusCompleted, now, c.TTL)
 		t.Usage, t.TooLarge, t.Error = c.Usage, c.TooLarge, ""
 		t.Response = nil
 		if !c.TooLarge {
-			r := c.Response
-			r.Body = bytes.Clone(r.Body) // the caller may reuse its buffer
+			r := c.Response // encoded (copied) before Complete returns
 			if r.Body == nil {
 				r.Body = []byte{}
 			}
@@ -468,10 +517,11 @@ func (s *Embedded) Complete(ctx context.Context, tenant, keyHash string, fence i
 
 // Fail implements Store.
 func (s *Embedded) Fail(ctx context.Context, tenant, keyHash string, fence int64, f Failure) error {
-	err := s.updateFenced(ctx, tenant, keyHash, fence, func(e embeddedTx, key []byte, t *Task, now time.Time) error {
-		finishTask(t, StatusFailed, now, f.TTL)
-		t.Error = f.Reason
-		return e.putFinal(key, fence, f.Attempt)
+	err := s.updateFenced(ctx, tenant, keyHash, fence, func(r *boltRecord, now time.Time) error {
+		finishTask(&r.Task, StatusFailed, now, f.TTL)
+		r.Error = f.Reason
+		putFinal(r, fence, f.Attempt)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("cannot fail task %q at fence %d: %w", taskName(tenant, keyHash), fence, err)
@@ -481,13 +531,12 @@ func (s *Embedded) Fail(ctx context.Context, tenant, keyHash string, fence int64
 
 // StartAttempt implements Store.
 func (s *Embedded) StartAttempt(ctx context.Context, tenant, keyHash string, fence int64, st AttemptStart) error {
-	err := s.updateFenced(ctx, tenant, keyHash, fence, func(e embeddedTx, key []byte, t *Task, now time.Time) error {
-		t.LeaseUntil = now.Add(st.Lease)
-		if err := e.putFinal(key, fence, st.Finished); err != nil {
-			return err
-		}
+	err := s.updateFenced(ctx, tenant, keyHash, fence, func(r *boltRecord, now time.Time) error {
+		r.LeaseUntil = now.Add(st.Lease)
+		putFinal(r, fence, st.Finished)
 		next := startedAttempt(st.Next, st.Next.N, fence, now)
-		return e.putFinal(key, fence, &next)
+		putFinal(r, fence, &next)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start attempt %d of task %q at fence %d: %w", st.Next.N, taskName(tenant, keyHash), fence, err)
@@ -526,19 +575,15 @@ func (s *Embedded) Get(ctx context.Context, tenant, keyHash string) (Task, []Att
 		attempts []Attempt
 	)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		e := newEmbeddedTx(tx)
-		key := boltTaskKey(tenant, keyHash)
-		var ok bool
-		var err error
-		t, ok, err = e.load(key)
+		rec, ok, err := newEmbeddedTx(tx).load(boltTaskKey(tenant, keyHash))
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return ErrNotFound
 		}
-		attempts, err = e.attemptsOf(key)
-		return err
+		t, attempts = rec.Task, rec.Attempts
+		return nil
 	})
 	if err != nil {
 		return Task{}, nil, fmt.Errorf("cannot get task %q: %w", taskName(tenant, keyHash), err)
@@ -565,26 +610,23 @@ func (s *Embedded) ReclaimZombies(ctx context.Context, maxProcessing time.Durati
 			if res.Tasks >= limit {
 				break
 			}
-			old, ok, err := e.load(key)
+			rec, ok, err := e.load(key)
 			if err != nil {
 				return err
 			}
+			old := rec.Task
 			if !ok || old.Status != StatusProcessing {
 				continue
 			}
 			if !old.LeaseUntil.Before(now) && !(maxProcessing > 0 && old.StartedAt.Before(now.Add(-maxProcessing))) {
 				continue
 			}
-			t := old
-			finishTask(&t, StatusFailed, now, reclaimedTTL)
-			t.Fence++
-			t.Error = reclaimedError
-			t.UpdatedAt = now
-			if err := e.put(key, &old, t); err != nil {
-				return err
-			}
-			abandoned, _, _, err := e.abandon(key, t.Fence, now)
-			if err != nil {
+			finishTask(&rec.Task, StatusFailed, now, reclaimedTTL)
+			rec.Fence++
+			rec.Error = reclaimedError
+			rec.UpdatedAt = now
+			abandoned, _, _ := abandon(&rec, rec.Fence, now)
+			if err := e.put(key, &old, &rec); err != nil {
 				return err
 			}
 			for _, a := range abandoned {
@@ -626,9 +668,6 @@ func (s *Embedded) DeleteExpired(ctx context.Context, limit int) (int, error) {
 			if err := e.tasks.Delete(key); err != nil {
 				return err
 			}
-			if err := e.deleteAttempts(key); err != nil {
-				return err
-			}
 			n++
 		}
 		return nil
@@ -658,7 +697,7 @@ func (s *Embedded) Health(ctx context.Context) (Health, error) {
 		now := nowLocal()
 		c := e.processing.Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			t, ok, err := e.load(k)
+			t, ok, err := e.loadMeta(k)
 			if err != nil {
 				return err
 			}

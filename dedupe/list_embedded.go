@@ -35,9 +35,10 @@ type skipJSON struct{}
 
 func (*skipJSON) UnmarshalJSON([]byte) error { return nil }
 
-// taskMeta is a Task decoded without its Response.
+// taskMeta is a boltRecord of the earlier JSON encoding decoded without
+// its Response.
 type taskMeta struct {
-	Task
+	boltRecord
 	Response skipJSON
 }
 
@@ -77,30 +78,39 @@ func (e embeddedTx) unlist(key []byte) error {
 // backfillCreated indexes the tasks of a store file written before
 // bucketCreated existed; it does nothing once the index has entries.
 func backfillCreated(tx *bolt.Tx) error {
-	created, tasks := tx.Bucket([]byte(bucketCreated)), tx.Bucket([]byte(bucketTasks))
+	created := tx.Bucket([]byte(bucketCreated))
 	if k, _ := created.Cursor().First(); k != nil {
 		return nil
 	}
-	return tasks.ForEach(func(k, v []byte) error {
-		var t taskMeta
-		if err := json.Unmarshal(v, &t); err != nil {
-			return fmt.Errorf("cannot decode task %q: %w", k, err)
+	for _, name := range []string{bucketTasks, bucketProcessing} {
+		err := tx.Bucket([]byte(name)).ForEach(func(k, v []byte) error {
+			if len(v) == 0 {
+				return nil // the earlier layout's processing index
+			}
+			var t boltRecord
+			if err := decodeRecord(v, &t, false); err != nil {
+				return fmt.Errorf("cannot decode task %q: %w", k, err)
+			}
+			return created.Put(createdKey(t.CreatedAt, k), nil)
+		})
+		if err != nil {
+			return err
 		}
-		return created.Put(createdKey(t.CreatedAt, k), nil)
-	})
+	}
+	return nil
 }
 
 // loadMeta is load without the stored answer.
-func (e embeddedTx) loadMeta(key []byte) (Task, bool, error) {
-	v := e.tasks.Get(key)
+func (e embeddedTx) loadMeta(key []byte) (boltRecord, bool, error) {
+	v := e.value(key)
 	if v == nil {
-		return Task{}, false, nil
+		return boltRecord{}, false, nil
 	}
-	var t taskMeta
-	if err := json.Unmarshal(v, &t); err != nil {
-		return Task{}, false, fmt.Errorf("cannot decode task %q: %w", key, err)
+	var t boltRecord
+	if err := decodeRecord(v, &t, false); err != nil {
+		return boltRecord{}, false, fmt.Errorf("cannot decode task %q: %w", key, err)
 	}
-	return t.Task, true, nil
+	return t, true, nil
 }
 
 // servedOf returns the counts of t's generation.
@@ -186,7 +196,7 @@ func (s *Embedded) List(ctx context.Context, q ListQuery) (ListPage, error) {
 			if err != nil {
 				return err
 			}
-			if !ok || !q.matches(&t) {
+			if !ok || !q.matches(&t.Task) {
 				continue
 			}
 			if len(page.Tasks) == q.limit() {
@@ -209,21 +219,20 @@ func (s *Embedded) List(ctx context.Context, q ListQuery) (ListPage, error) {
 	return page, nil
 }
 
-// summary is the list form of task t at key.
-func (e embeddedTx) summary(key []byte, t Task) (TaskSummary, error) {
+// summary is the list form of the record r at key.
+func (e embeddedTx) summary(key []byte, r boltRecord) (TaskSummary, error) {
+	t := r.Task
 	s := TaskSummary{
 		Tenant: t.Tenant, KeyHash: t.KeyHash, Status: t.Status, Fence: t.Fence, Model: t.Model, Stream: t.Stream,
 		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Usage: t.Usage, Error: t.Error,
 	}
-	attempts, err := e.attemptsOf(key)
-	if err != nil {
-		return TaskSummary{}, err
-	}
+	attempts := r.Attempts
 	providers, outcomes := make([]string, len(attempts)), make([]string, len(attempts))
 	for i, a := range attempts {
 		providers[i], outcomes[i] = a.Provider, a.Outcome
 	}
 	s.summarise(providers, outcomes)
+	var err error
 	s.Served, err = e.servedOf(key, t)
 	return s, err
 }
@@ -245,7 +254,7 @@ func (s *Embedded) AddServed(ctx context.Context, counts []ServedCount) error {
 			if !ok || !t.CreatedAt.Equal(c.Generation) {
 				continue
 			}
-			cur, err := e.servedOf(key, t)
+			cur, err := e.servedOf(key, t.Task)
 			if err != nil {
 				return err
 			}
@@ -279,7 +288,7 @@ func (s *Embedded) Served(ctx context.Context, tenant, keyHash string) (Served, 
 		if err != nil || !ok {
 			return err
 		}
-		out, err = e.servedOf(key, t)
+		out, err = e.servedOf(key, t.Task)
 		return err
 	})
 	if err != nil {

@@ -49,10 +49,8 @@ func fillEmbedded(t testing.TB, s *Embedded, n int) {
 					Status: StatusCompleted, Fence: 1, Model: model, CreatedAt: at, UpdatedAt: at, StartedAt: at,
 					ExpiresAt: now.Add(time.Hour), Response: &Response{Status: 200, ContentType: "application/json", Body: []byte("{}")}}
 				key := boltTaskKey(task.Tenant, task.KeyHash)
-				if err := e.put(key, nil, task); err != nil {
-					return err
-				}
-				if err := e.putAttempt(key, Attempt{N: 1, Fence: 1, Provider: "p1", Model: "m1", Outcome: "success", StartedAt: at}); err != nil {
+				rec := boltRecord{Task: task, Attempts: []Attempt{{N: 1, Fence: 1, Provider: "p1", Model: "m1", Outcome: "success", StartedAt: at}}}
+				if err := e.put(key, nil, &rec); err != nil {
 					return err
 				}
 			}

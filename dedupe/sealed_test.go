@@ -145,19 +145,15 @@ func TestSealAtRestEmbedded(t *testing.T) {
 		moveResponse: func(t *testing.T, fromTenant, fromKey, toTenant, toKey string) {
 			update(t, func(tx *bolt.Tx) error {
 				b := tx.Bucket([]byte(bucketTasks))
-				var from, to Task
-				if err := json.Unmarshal(b.Get(boltTaskKey(fromTenant, fromKey)), &from); err != nil {
+				var from, to boltRecord
+				if err := decodeRecord(b.Get(boltTaskKey(fromTenant, fromKey)), &from, true); err != nil {
 					return err
 				}
-				if err := json.Unmarshal(b.Get(boltTaskKey(toTenant, toKey)), &to); err != nil {
+				if err := decodeRecord(b.Get(boltTaskKey(toTenant, toKey)), &to, true); err != nil {
 					return err
 				}
 				to.Response = from.Response
-				v, err := json.Marshal(to)
-				if err != nil {
-					return err
-				}
-				return b.Put(boltTaskKey(toTenant, toKey), v)
+				return b.Put(boltTaskKey(toTenant, toKey), encodeRecord(nil, &to))
 			})
 		},
 		ageSealKeys: func(t *testing.T, d time.Duration) {
