@@ -551,9 +551,8 @@ func (s *Embedded) Lookup(ctx context.Context, tenant, keyHash string) (Task, er
 	}
 	var t Task
 	err := s.db.View(func(tx *bolt.Tx) error {
-		var ok bool
-		var err error
-		t, ok, err = newEmbeddedTx(tx).load(boltTaskKey(tenant, keyHash))
+		rec, ok, err := newEmbeddedTx(tx).load(boltTaskKey(tenant, keyHash))
+		t = rec.Task
 		if err == nil && !ok {
 			err = ErrNotFound
 		}
