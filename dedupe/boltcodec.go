@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 )
@@ -231,4 +232,16 @@ func (d *recordDecoder) time() time.Time {
 
 func (d *recordDecoder) usage() Usage {
 	return Usage{PromptTokens: d.varint(), CompletionTokens: d.varint()}
+}
+
+// DecodeEmbeddedTask decodes a value of the embedded store's tasks bucket
+// (either encoding), for tools that read the file directly, such as the
+// bench's read floor: one bbolt Get and this decode are what a replay
+// from the file costs at the least.
+func DecodeEmbeddedTask(v []byte) (Task, error) {
+	var r boltRecord
+	if err := decodeRecord(v, &r, true); err != nil {
+		return Task{}, fmt.Errorf("cannot decode the task: %w", err)
+	}
+	return r.Task, nil
 }

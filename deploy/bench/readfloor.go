@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -119,9 +118,9 @@ func openReadOnly(path string) (*bolt.DB, error) {
 }
 
 // readEmbedded reads the task as the embedded store keeps it: bucket
-// "tasks", key tenant + 0x00 + key hash, the Task as JSON.
+// "tasks", key tenant + 0x00 + key hash, decoded by the store's own codec.
 func readEmbedded(db *bolt.DB, tenant, keyHash string) (storedResponse, error) {
-	var t struct{ Response *storedResponse }
+	var t dedupe.Task
 	err := db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte("tasks"))
 		if b == nil {
@@ -131,7 +130,9 @@ func readEmbedded(db *bolt.DB, tenant, keyHash string) (storedResponse, error) {
 		if v == nil {
 			return errors.New("no such task")
 		}
-		return json.Unmarshal(v, &t)
+		var err error
+		t, err = dedupe.DecodeEmbeddedTask(v)
+		return err
 	})
 	if err != nil {
 		return storedResponse{}, fmt.Errorf("cannot read the task: %w", err)
@@ -139,5 +140,5 @@ func readEmbedded(db *bolt.DB, tenant, keyHash string) (storedResponse, error) {
 	if t.Response == nil {
 		return storedResponse{}, errors.New("the task has no response")
 	}
-	return *t.Response, nil
+	return storedResponse{Status: t.Response.Status, ContentType: t.Response.ContentType, Body: t.Response.Body}, nil
 }
